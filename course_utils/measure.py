@@ -1,0 +1,114 @@
+"""Measuring what a run costs (wall time, peak memory) and writing ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def process_peak_rss_bytes() -> int:
+    """Peak resident memory of this process since it started (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux only); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _read_peak_rss() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process_peak_rss_bytes()
+
+
+@dataclass
+class Measurement:
+    """Filled in when the ``measure`` block ends."""
+
+    label: str = ""
+    wall_s: float = math.nan
+    peak_mem_bytes: int = 0
+    memory_kind: str = "cpu rss"
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.wall_s:.1f} s, peak {self.memory_kind} {self.peak_mem_bytes / 2**20:,.0f} MiB"
+
+
+@contextmanager
+def measure(label: str = "", show: bool = True) -> Iterator[Measurement]:
+    """Record wall time and peak memory of a block: CUDA peak on a GPU, peak RSS on CPU.
+
+    On CPU, Linux lets us reset the peak counter, so the number is the block's own peak;
+    elsewhere it is the process peak so far (an upper bound).
+    """
+    result = Measurement(label=label)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        result.memory_kind = "cuda"
+    else:
+        _reset_peak_rss()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        if cuda:
+            torch.cuda.synchronize()
+            result.peak_mem_bytes = int(torch.cuda.max_memory_allocated())
+        else:
+            result.peak_mem_bytes = _read_peak_rss()
+        result.wall_s = time.perf_counter() - start
+        if show:
+            print(result)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def write_json_atomic(path: Path, obj) -> Path:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
+    """Write ``metrics.json`` (the numbers the notebook's test asserts) into output_dir."""
+    return write_json_atomic(Path(output_dir) / "metrics.json", metrics)

@@ -1,0 +1,59 @@
+"""Metrics several weeks share: perplexity, exact match, and scoring fixed answer choices."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from course_utils.training import evaluate_loss, pack_texts
+
+
+def perplexity(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], block_size: int = 128
+) -> float:
+    """exp(mean next-token loss) of model on texts packed into blocks."""
+    blocks = pack_texts(texts, tokenizer, block_size)
+    return math.exp(evaluate_loss(model, blocks))
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and extra spaces: "  Paris." and "paris" compare equal."""
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    """Fraction of predictions equal to their reference after normalize_answer."""
+    if len(predictions) != len(references):
+        raise ValueError(f"expected as many predictions as references, found {len(predictions)} and {len(references)}")
+    if not references:
+        return math.nan
+    hits = sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(predictions, references))
+    return hits / len(references)
+
+
+@torch.no_grad()
+def choice_logprobs(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]
+) -> list[float]:
+    """Log-probability the model gives each choice as the continuation of prompt (summed over its tokens)."""
+    device = next(model.parameters()).device
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    scores = []
+    for choice in choices:
+        choice_ids = tokenizer(" " + choice.strip(), add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt_ids + choice_ids], device=device)
+        logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        positions = torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1, device=device)
+        scores.append(logprobs[positions, ids[0, positions + 1]].sum().item())
+    return scores
+
+
+def pick_choice(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]) -> str:
+    """The choice the model finds most likely after prompt."""
+    scores = choice_logprobs(model, tokenizer, prompt, choices)
+    return choices[max(range(len(choices)), key=scores.__getitem__)]
