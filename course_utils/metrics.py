@@ -37,19 +37,26 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
 
 
 @torch.no_grad()
-def choice_logprobs(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]
-) -> list[float]:
-    """Log-probability the model gives each choice as the continuation of prompt (summed over its tokens)."""
+def choice_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]) -> list[float]:
+    """Log-probability the model gives each choice as the continuation of prompt (summed over its tokens).
+
+    All choices go through the model in one right-padded batch.
+    """
     device = next(model.parameters()).device
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    choice_ids = [tokenizer(" " + c.strip(), add_special_tokens=False)["input_ids"] for c in choices]
+    width = len(prompt_ids) + max(len(c) for c in choice_ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(choices), width), pad, device=device)
+    mask = torch.zeros_like(ids)
+    for i, c in enumerate(choice_ids):
+        ids[i, : len(prompt_ids) + len(c)] = torch.tensor(prompt_ids + c)
+        mask[i, : len(prompt_ids) + len(c)] = 1
+    logprobs = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
     scores = []
-    for choice in choices:
-        choice_ids = tokenizer(" " + choice.strip(), add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt_ids + choice_ids], device=device)
-        logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
-        positions = torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1, device=device)
-        scores.append(logprobs[positions, ids[0, positions + 1]].sum().item())
+    for i, c in enumerate(choice_ids):
+        positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(c), device=device)
+        scores.append(logprobs[i, positions, ids[i, positions + 1]].sum().item())
     return scores
 
 

@@ -36,7 +36,10 @@ class TinyLlamaShape:
 
 # "base" is the course's tiny model (~0.7 M parameters); the smaller ones feed week 1's scaling law.
 TINY_SHAPES = {
+    "w16": TinyLlamaShape(hidden_size=16, num_layers=1, num_heads=1),
+    "w24": TinyLlamaShape(hidden_size=24, num_layers=2, num_heads=2),
     "w32": TinyLlamaShape(hidden_size=32, num_layers=2, num_heads=2),
+    "w48": TinyLlamaShape(hidden_size=48, num_layers=2, num_heads=2),
     "w64": TinyLlamaShape(hidden_size=64, num_layers=2, num_heads=2),
     "w96": TinyLlamaShape(hidden_size=96, num_layers=3, num_heads=3),
     "base": TinyLlamaShape(),
