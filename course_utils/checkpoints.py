@@ -31,7 +31,7 @@ class PretrainRecipe:
 
     shape: str = "base"  # a name from course_utils.models.TINY_SHAPES
     init_seed: int = 0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=16, lr=4e-3, eval_every=50))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=16, lr=4e-3, eval_every=50))
 
 
 BASE_RECIPE = PretrainRecipe()

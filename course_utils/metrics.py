@@ -37,7 +37,9 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
 
 
 @torch.no_grad()
-def choice_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]) -> list[float]:
+def choice_logprobs(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str, choices: list[str]
+) -> list[float]:
     """Log-probability the model gives each choice as the continuation of prompt (summed over its tokens).
 
     All choices go through the model in one right-padded batch.

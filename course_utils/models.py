@@ -41,7 +41,6 @@ TINY_SHAPES = {
     "w32": TinyLlamaShape(hidden_size=32, num_layers=2, num_heads=2),
     "w48": TinyLlamaShape(hidden_size=48, num_layers=2, num_heads=2),
     "w64": TinyLlamaShape(hidden_size=64, num_layers=2, num_heads=2),
-    "w96": TinyLlamaShape(hidden_size=96, num_layers=3, num_heads=3),
     "base": TinyLlamaShape(),
 }
 
