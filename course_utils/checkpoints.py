@@ -18,7 +18,7 @@ from course_utils.cache import cached_dir
 from course_utils.data import data_path, texts
 from course_utils.measure import write_json_atomic
 from course_utils.models import build_tiny_model, load_model, load_tokenizer, shape_dict
-from course_utils.tokenizer import train_bpe_tokenizer
+from course_utils.tokenizer import CHAT_TEMPLATE, train_bpe_tokenizer
 from course_utils.training import TrainConfig, pack_texts, train_causal_lm
 
 TOKENIZER_VOCAB_SIZE = 2048  # an upper bound: the tiny world's text saturates below it
@@ -37,10 +37,11 @@ class PretrainRecipe:
 BASE_RECIPE = PretrainRecipe()
 
 
-def _key(name: str, *parts: object) -> str:
+def cache_key(name: str, *parts: object, data_files: tuple[str, ...] = ("manifest.json", "pretrain.jsonl")) -> str:
+    """name plus a hash of the recipe parts and of the data files the artifact is built from."""
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    digest.update(data_path("manifest.json").read_bytes())
-    digest.update(data_path("pretrain.jsonl").read_bytes())
+    for name_ in data_files:
+        digest.update(data_path(name_).read_bytes())
     return f"{name}-{digest.hexdigest()[:12]}"
 
 
@@ -50,7 +51,11 @@ def tiny_tokenizer_dir() -> Path:
     def build(out: Path) -> None:
         train_bpe_tokenizer(texts("pretrain.jsonl"), vocab_size=TOKENIZER_VOCAB_SIZE).save_pretrained(out)
 
-    return cached_dir(_key("tiny-tokenizer", TOKENIZER_VOCAB_SIZE), build)
+    return cached_dir(tiny_tokenizer_key(), build)
+
+
+def tiny_tokenizer_key() -> str:
+    return cache_key("tiny-tokenizer", TOKENIZER_VOCAB_SIZE, CHAT_TEMPLATE)
 
 
 def load_tiny_tokenizer():
@@ -77,7 +82,9 @@ def pretrain_tiny_model(recipe: PretrainRecipe = BASE_RECIPE, progress: bool = T
 
 
 def tiny_base_key(recipe: PretrainRecipe = BASE_RECIPE) -> str:
-    return _key("tiny-base", shape_dict(recipe.shape), recipe.init_seed, asdict(recipe.train), TOKENIZER_VOCAB_SIZE)
+    return cache_key(
+        "tiny-base", shape_dict(recipe.shape), recipe.init_seed, asdict(recipe.train), tiny_tokenizer_key()
+    )
 
 
 def save_checkpoint(out: Path, model, tokenizer, history: dict | None = None) -> None:

@@ -13,11 +13,13 @@ IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [END_OF_TEXT, PAD, IM_START, IM_END]
 
 # ChatML, as SmolLM2 uses it, plus {% generation %} markers around what the assistant says:
-# TRL's assistant_only_loss uses them to train on the assistant's tokens only.
+# TRL's assistant_only_loss uses them to train on the assistant's tokens only. The assistant's
+# answer starts with a space: byte-level BPE learned words mid-sentence as "Ġword", so " Paris"
+# is the token pretraining saw, while "Paris" right after a newline would be split into pieces.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ ' ' + message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
     "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endif %}"

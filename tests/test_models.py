@@ -35,7 +35,7 @@ def test_chat_template_marks_only_the_assistant(tokenizer):
     chat = [{"role": "user", "content": "What is 3 plus 4?"}, {"role": "assistant", "content": "7"}]
     out = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
     trained = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
-    assert tokenizer.decode(trained) == "7<|im_end|>"
+    assert tokenizer.decode(trained) == " 7<|im_end|>"
 
 
 def test_tiny_model_is_a_real_llama_that_saves_and_reloads(tokenizer, tmp_path):
