@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,12 +20,12 @@ from transformers import PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from course_utils.cache import cached_dir
-from course_utils.checkpoints import load_tiny_base, save_checkpoint, tiny_base_key
-from course_utils.data import data_path, read_jsonl
+from course_utils.checkpoints import cache_key, load_tiny_base, save_checkpoint, tiny_base_key
+from course_utils.data import read_jsonl
 from course_utils.env import use_low_precision
 from course_utils.metrics import exact_match
 from course_utils.models import load_model, load_tokenizer
-from course_utils.tokenizer import CHAT_TEMPLATE, IM_END
+from course_utils.tokenizer import IM_END
 
 
 @dataclass(frozen=True)
@@ -121,10 +119,8 @@ def train_tiny_sft(
 
 
 def tiny_sft_key(recipe: SFTRecipe = SFT_RECIPE) -> str:
-    """Cache key: the recipe, the base model's key, the chat template and the training data, hashed."""
-    digest = hashlib.sha256(json.dumps([asdict(recipe), tiny_base_key(), CHAT_TEMPLATE], sort_keys=True).encode())
-    digest.update(data_path("instruct_train.jsonl").read_bytes())
-    return f"tiny-sft-{digest.hexdigest()[:12]}"
+    """Cache key: hash of the recipe, of the base model's key (tokenizer and chat template included) and the data."""
+    return cache_key("tiny-sft", asdict(recipe), tiny_base_key(), data_files=("instruct_train.jsonl",))
 
 
 def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE) -> Path:

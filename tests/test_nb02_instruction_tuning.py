@@ -1,4 +1,8 @@
-"""Week 2: the notebook runs and SFT's lessons show. Thresholds keep a margin from seeds 0-3 (see the issue note)."""
+"""Week 2: the notebooks run and the lessons of instruction tuning show.
+
+Each notebook is executed once (tiny profile, seed 0) and every assertion reads its metrics.json.
+Thresholds keep a margin from what seeds 0-3 measured on the 2-core CI machine (numbers in the comments).
+"""
 
 import json
 
@@ -24,59 +28,67 @@ def test_writes_every_metric(m):
     assert not [k for k in KEYS if k not in m]
 
 
+def test_base_model_fails_at_instructions(m):
+    # measured (seeds 0-3): 0.00 on every split
+    assert m["base_accuracy"] <= 0.05
+    assert m["heldout_phrasing_accuracy_base"] <= 0.05
+
+
 def test_sft_beats_the_base_model_by_a_wide_margin(m):
-    # measured (seeds 0-3): base 0.0, SFT 0.53-0.59
-    assert m["base_accuracy"] <= 0.1
-    assert m["sft_accuracy"] >= m["base_accuracy"] + 0.3
+    # measured (seeds 0-3): seen 0.67-0.71
+    assert m["sft_accuracy"] >= m["base_accuracy"] + 0.45
 
 
 def test_heldout_phrasings_improve(m):
-    # measured (seeds 0-3): base 0.0, SFT 0.46-0.53
-    assert m["heldout_phrasing_accuracy_sft"] >= m["heldout_phrasing_accuracy_base"] + 0.2
+    # measured (seeds 0-3): 0.48-0.53
+    assert m["heldout_phrasing_accuracy_sft"] >= m["heldout_phrasing_accuracy_base"] + 0.3
 
 
-def test_facts_are_extracted_above_chance(m):
-    # fact questions ask about people no SFT example mentions; chance is 1/8 to 1/10; measured 0.38-0.50
+def test_facts_of_probe_people_are_extracted(m):
+    # No SFT example names a probe person, yet SFT answers questions about them well above chance (1/8 to 1/10):
+    # the facts come from pretraining. measured (seeds 0-3): mean of town, job, pet 0.58-0.66
     facts = [m["sft_accuracy_by_task"][t] for t in ("fact_town", "fact_job", "fact_pet")]
-    assert sum(facts) / 3 >= 0.2
+    assert sum(facts) / 3 >= 0.35
+    assert min(m["probe_cloze_accuracy_base"].values()) >= 0.8  # the base model knows them (measured 1.0)
 
 
 def test_mask_matches_trl(m):
     assert m["mask_matches_trl"] is True
-    assert 0 < m["trained_token_fraction"] < 0.5
+    assert 0 < m["trained_token_fraction"] < 0.2  # measured 0.061 (deterministic)
 
 
 def test_packing_removes_padding(m):
-    assert m["pad_fraction_padded"] > 0.2
-    assert m["pad_fraction_packed"] < 0.05
+    assert m["pad_fraction_padded"] > 0.25  # measured 0.35
+    assert m["pad_fraction_packed"] < 0.02  # measured 0.0
+    assert m["tokens_per_s_padded"] > 0 and m["tokens_per_s_packed"] > 0  # speed is for make bench, not a test
 
 
 def test_accuracy_grows_with_data(m):
     sizes, acc = m["data_curve_sizes"], m["data_curve_accuracy"]
-    assert len(sizes) >= 4 and sizes == sorted(sizes)
-    assert acc[-1] >= acc[0] + 0.1  # measured (seeds 0-3): 0.19-0.25 -> 0.50-0.57
+    assert len(sizes) >= 4 and sizes == sorted(sizes) and len(acc) == len(sizes)
+    # measured (seeds 0-3): 30 examples 0.19-0.36, all 1,250 examples 0.64-0.66 (gap 0.28-0.47)
+    assert acc[-1] >= acc[0] + 0.15
 
 
-def test_curation_removes_what_was_planted(m):
+def test_curation_removes_exactly_what_was_planted(m):
     planted = json.loads((DATA_DIR / "manifest.json").read_text())["planted_in_instruct_raw"]
-    removed = m["curation_removed"]
-    assert removed["bad"] == planted["bad"]
-    assert removed["eval_leaks"] == planted["eval_leaks"]
-    assert (
-        removed["exact_duplicates"] + removed["near_duplicates"]
-        == planted["exact_duplicates"] + planted["near_duplicates"]
-    )
+    assert m["curation_removed"] == planted
 
 
 def test_forgetting_shows(m):
-    assert m["general_ppl_after"] > m["general_ppl_before"]
+    # measured (seeds 0-3): 2.65 -> 4.93-4.97
+    assert m["general_ppl_after"] > 1.3 * m["general_ppl_before"]
 
 
 def test_memory_budget(m):
-    assert m["peak_mem_bytes"] < 3 * 2**30
+    assert m["peak_mem_bytes"] < 3 * 2**30  # measured 0.8 GiB
 
 
 def test_solutions_notebook():
     s = executed("02_instruction_tuning_solutions.ipynb").metrics
-    assert s["near_dup_flagged"] >= 40
+    assert s["near_dup_flagged"] >= s["near_dup_rows"] > 0  # every near duplicate flagged (asserted in the notebook)
+    # measured (seeds 0-3): assistant-only 0.59-0.66 vs loss on every token 0.32-0.34 after 100 steps
+    assert s["acc_assistant_only"] >= s["acc_full_loss"] + 0.1
+    # measured (seeds 0-3): subtraction 0.10 -> 0.30-0.53 (asserted in the notebook too)
     assert s["subtract_acc_after"] > s["subtract_acc_before"]
+    assert s["peak_mem_bytes"] < 3 * 2**30
