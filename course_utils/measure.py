@@ -33,14 +33,24 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _read_peak_rss() -> int:
+def _proc_status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status (Linux: VmHWM peak, VmRSS current), in bytes; None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return process_peak_rss_bytes()
+    return None
+
+
+def _read_peak_rss() -> int:
+    return _proc_status_bytes("VmHWM") or process_peak_rss_bytes()
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now (Linux); elsewhere the peak so far, an upper bound."""
+    return _proc_status_bytes("VmRSS") or process_peak_rss_bytes()
 
 
 @dataclass
