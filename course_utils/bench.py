@@ -142,7 +142,7 @@ def bench_sft(rows: int = 320) -> dict:
     return {"padded_tokens_per_s": padded, "packed_tokens_per_s": packed, "ratio_packed_over_padded": packed / padded}
 
 
-def _memory_probe(kind: str, queue) -> None:
+def _memory_probe(kind: str, source: str, queue) -> None:
     """In a fresh process: predicted vs measured peak memory of two training steps of SmolLM2-135M.
 
     Measured is the peak resident memory above what the process held before loading the model.
@@ -150,9 +150,8 @@ def _memory_probe(kind: str, queue) -> None:
     from peft import LoraConfig, get_peft_model
 
     from course_utils.memory import activation_bytes_llama, training_memory
-    from course_utils.models import load_model, small_model_source
+    from course_utils.models import load_model
 
-    source = small_model_source("base")
     batch, seq = 2, 128
     baseline = current_rss_bytes()  # python, torch and transformers themselves: not what the function predicts
     with measure(kind, show=False) as m:
@@ -174,11 +173,14 @@ def _memory_probe(kind: str, queue) -> None:
 
 def bench_memory() -> list[dict]:
     """Item 4: the memory function vs measured peaks (each in its own process, so peaks do not mix)."""
+    from course_utils.models import small_model_source
+
+    source = str(small_model_source("base"))  # converting the offline GGUF happens here, not in a measured process
     results = []
     ctx = multiprocessing.get_context("spawn")
     for kind in ("full", "lora"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_memory_probe, args=(kind, queue))
+        proc = ctx.Process(target=_memory_probe, args=(kind, source, queue))
         proc.start()
         result = queue.get(timeout=600)
         proc.join()
