@@ -27,22 +27,26 @@ from course_utils.training import TrainConfig, train_causal_lm
 REPEATS = 3
 
 
-def peak_matmul_flops(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
-    """Best FLOP/s of a square matmul over a few sizes (small first: emulated bf16 is very slow)."""
+def peak_matmul_flops(dtype: torch.dtype, device: torch.device, seconds: float = 0.5, rounds: int = 3) -> float:
+    """Best FLOP/s of a square matmul over a few sizes and rounds (a shared machine's peak is its best moment).
+
+    Sizes go small first: where bf16 is emulated, big ones only cost time.
+    """
     best = 0.0
-    for n in (256, 512, 1024, 2048):
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        a @ a
-        reps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 4:
+    for _ in range(rounds):
+        for n in (256, 512, 1024, 2048):
+            a = torch.randn(n, n, device=device, dtype=dtype)
             a @ a
-            reps += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rate = 2 * n**3 * reps / (time.perf_counter() - start)
-        best = max(best, rate)
-        if rate < 20e9 and device.type == "cpu":  # far from a fast path: bigger sizes only cost time
-            break
+            reps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                a @ a
+                reps += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rate = 2 * n**3 * reps / (time.perf_counter() - start)
+            best = max(best, rate)
+            if rate < 20e9 and device.type == "cpu":  # far from a fast path
+                break
     return best
 
 
@@ -85,15 +89,22 @@ def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) 
     course, minimal = [], []
     warm_up = build_tiny_model(tokenizer, "base").to(device)
     minimal_loop(warm_up, blocks, 5, batch_size, low)  # first calls pay for allocations and kernel choices
-    for rep in range(2 * REPEATS):  # short runs, many of them: the median shrugs off a noisy neighbour
+
+    def run_course(rep: int) -> None:
         model = build_tiny_model(tokenizer, "base", seed=rep).to(device)
         config = TrainConfig(steps=steps, batch_size=batch_size, eval_every=0, seed=rep)
         course.append(train_causal_lm(model, blocks, config, progress=False)["tokens_per_s"])
+
+    def run_minimal(rep: int) -> None:
         model = build_tiny_model(tokenizer, "base", seed=rep).to(device)
         minimal.append(minimal_loop(model, blocks, steps, batch_size, low))
+
+    for rep in range(3 * REPEATS):  # short runs, many, in alternating order: the median shrugs off a noisy neighbour
+        for run in (run_course, run_minimal) if rep % 2 == 0 else (run_minimal, run_course):
+            run(rep)
     peak = {"fp32": peak_matmul_flops(torch.float32, device), "bf16": peak_matmul_flops(torch.bfloat16, device)}
     used = "bf16" if low else "fp32"
-    achieved = statistics.median(course) * training_flops_per_token(model)
+    achieved = statistics.median(course) * training_flops_per_token(warm_up)
     return {
         "dtype": used,
         "course_tokens_per_s": statistics.median(course),
@@ -104,6 +115,26 @@ def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) 
         "achieved_flops": achieved,
         "mfu": achieved / peak[used],
     }
+
+
+def bench_compile(device: torch.device, steps: int = 30, batch_size: int = 16) -> dict:
+    """Tried for item 2: the minimal loop with the model under torch.compile vs eager, alternating."""
+    tokenizer = load_tiny_tokenizer()
+    blocks = pretrain_blocks(tokenizer)
+    low = use_low_precision(device)
+    eager = build_tiny_model(tokenizer, "base").to(device)
+    compiled = torch.compile(build_tiny_model(tokenizer, "base").to(device))
+    start = time.perf_counter()
+    minimal_loop(compiled, blocks, 3, batch_size, low)
+    compile_s = time.perf_counter() - start
+    minimal_loop(eager, blocks, 3, batch_size, low)
+    speeds: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(2 * REPEATS):
+        speeds["eager"].append(minimal_loop(eager, blocks, steps, batch_size, low))
+        speeds["compiled"].append(minimal_loop(compiled, blocks, steps, batch_size, low))
+    eager_speed, compiled_speed = statistics.median(speeds["eager"]), statistics.median(speeds["compiled"])
+    return {"eager_tokens_per_s": eager_speed, "compiled_tokens_per_s": compiled_speed,
+            "ratio_compiled_over_eager": compiled_speed / eager_speed, "compile_s": compile_s}  # fmt: skip
 
 
 def bench_gpu_small(device: torch.device, steps: int = 20, batch_size: int = 16, seq_len: int = 512) -> str:
@@ -214,6 +245,13 @@ def format_report(results: dict) -> str:
     lines.append(
         f"| MFU of the course loop ({t['dtype']}) | {t['mfu']:.0%} ({t['achieved_flops'] / 1e9:.0f} GFLOP/s) | >= 40% |"
     )
+    if "compile" in results:
+        c = results["compile"]
+        lines.append(f"| torch.compile / eager, minimal loop | {c['ratio_compiled_over_eager']:.2f} "
+                     f"({c['compiled_tokens_per_s']:,.0f} vs {c['eager_tokens_per_s']:,.0f} tokens/s; "
+                     f"{c['compile_s']:.0f} s to compile) | |")  # fmt: skip
+    if "compile_error" in results:
+        lines.append(f"| torch.compile / eager, minimal loop | failed: {results['compile_error']} | |")
     if "sft" in results:
         s = results["sft"]
         lines.append(
@@ -254,6 +292,11 @@ def main() -> None:
     }
     print("training throughput and MFU...", flush=True)
     results["training"] = bench_training(torch.device("cpu"))
+    print("torch.compile vs eager...", flush=True)
+    try:
+        results["compile"] = bench_compile(torch.device("cpu"))
+    except Exception as error:  # torch.compile needs a C++ compiler; a laptop may lack one
+        results["compile_error"] = f"{type(error).__name__}: {str(error)[:120].replace('|', '/')}"
     print("SFT padded vs packed...", flush=True)
     results["sft"] = bench_sft()
     print("memory accounting...", flush=True)

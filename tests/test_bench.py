@@ -34,6 +34,12 @@ def test_report_renders_every_section():
             "achieved_flops": 5e10,
             "mfu": 0.5,
         },  # fmt: skip
+        "compile": {
+            "eager_tokens_per_s": 1.0,
+            "compiled_tokens_per_s": 1.1,
+            "ratio_compiled_over_eager": 1.1,
+            "compile_s": 5.0,
+        },  # fmt: skip
         "sft": {"padded_tokens_per_s": 1.0, "packed_tokens_per_s": 2.0, "ratio_packed_over_padded": 2.0},
         "memory": [{"kind": "full", "predicted_bytes": 2**30, "measured_bytes": 2**30, "error_pct": 0.0}],
         "course": [
@@ -46,6 +52,7 @@ def test_report_renders_every_section():
         "course / minimal | 1.00",
         "MFU",
         "50%",
+        "torch.compile / eager, minimal loop | 1.10",
         "SFT packed / padded | 2.00",
         "error +0%",
         "01.ipynb",
