@@ -73,10 +73,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def in_colab() -> bool:
-    return "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
-
-
 def describe_environment() -> dict[str, str]:
     """Versions and hardware worth printing at the top of every notebook."""
     import datasets
