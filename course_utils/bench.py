@@ -8,6 +8,7 @@ medians and ratios (the machines are shared and noisy). Writes build/bench.md an
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import platform
@@ -81,10 +82,16 @@ def training_flops_per_token(model, seq_len: int = BLOCK_SIZE) -> float:
     return 6 * n + 6 * cfg.num_hidden_layers * seq_len * cfg.hidden_size
 
 
+@functools.cache
+def tiny_training_inputs():
+    """The tiny tokenizer and the pretraining corpus in blocks, tokenized once for every comparison."""
+    tokenizer = load_tiny_tokenizer()
+    return tokenizer, pretrain_blocks(tokenizer)
+
+
 def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) -> dict:
     """Item 1 and 2: the course's loop vs a minimal loop on the tiny base shape, and MFU."""
-    tokenizer = load_tiny_tokenizer()
-    blocks = pretrain_blocks(tokenizer)
+    tokenizer, blocks = tiny_training_inputs()
     low = use_low_precision(device)
     course, minimal = [], []
     warm_up = build_tiny_model(tokenizer, "base").to(device)
@@ -119,8 +126,7 @@ def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) 
 
 def bench_compile(device: torch.device, steps: int = 30, batch_size: int = 16) -> dict:
     """Tried for item 2: the minimal loop with the model under torch.compile vs eager, alternating."""
-    tokenizer = load_tiny_tokenizer()
-    blocks = pretrain_blocks(tokenizer)
+    tokenizer, blocks = tiny_training_inputs()
     low = use_low_precision(device)
     eager = build_tiny_model(tokenizer, "base").to(device)
     compiled = torch.compile(build_tiny_model(tokenizer, "base").to(device))
