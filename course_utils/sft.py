@@ -16,16 +16,15 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import PreTrainedTokenizerBase
-from trl import SFTConfig, SFTTrainer
-
 from course_utils.cache import cached_dir
 from course_utils.checkpoints import cache_key, load_tiny_base, save_checkpoint, tiny_base_key
 from course_utils.data import read_jsonl
-from course_utils.env import use_low_precision
+from course_utils.env import check_precision
 from course_utils.metrics import exact_match
 from course_utils.models import load_model, load_tokenizer
 from course_utils.tokenizer import IM_END
+from transformers import PreTrainedTokenizerBase
+from trl import SFTConfig, SFTTrainer
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,18 @@ class SFTRecipe:
     weight_decay: float = 0.0
     max_length: int = 128  # tokens; the longest training conversation has about 70
     seed: int = 0  # model init of new heads, data order
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (GPUs only); see course_utils.env.choose_precision
 
     def __post_init__(self):
         if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1:
             raise ValueError(
                 f"epochs, lr and batch_size must be positive, found {self.epochs}, {self.lr}, {self.batch_size}"
             )
+        check_precision(self.precision)
 
 
 SFT_RECIPE = SFTRecipe()  # the cached tiny SFT model
-SMALL_SFT_RECIPE = SFTRecipe(epochs=2.0, lr=1e-4, batch_size=16, max_length=256)  # SmolLM2-135M, same data
+SMALL_SFT_RECIPE = SFTRecipe(epochs=2.0, lr=1e-4, batch_size=16, max_length=256)  # SmolLM2-135M; precision per run
 
 
 def to_messages(row: dict) -> list[dict[str, str]]:
@@ -65,7 +66,7 @@ def sft_dataset(rows: list[dict]) -> datasets.Dataset:
 
 
 def sft_config(output_dir: str | Path, recipe: SFTRecipe = SFT_RECIPE, **overrides) -> SFTConfig:
-    """TRL's SFTConfig for recipe: assistant-only loss, fp32 unless low precision pays off, no checkpoints saved."""
+    """TRL's SFTConfig for recipe: assistant-only loss, the recipe's precision, no checkpoints saved."""
     values = dict(
         output_dir=str(output_dir),
         num_train_epochs=recipe.epochs,
@@ -78,7 +79,8 @@ def sft_config(output_dir: str | Path, recipe: SFTRecipe = SFT_RECIPE, **overrid
         assistant_only_loss=True,  # needs {% generation %} markers in the chat template
         packing=False,
         activation_checkpointing=False,  # TRL turns it on: memory a tiny model does not need, paid for in time
-        bf16=use_low_precision(),  # bf16 only where this hardware runs it fast; never fp16 on a CPU
+        bf16=recipe.precision == "bf16",  # mixed precision: autocast over fp32 master weights
+        fp16=recipe.precision == "fp16",  # with loss scaling; only on GPUs without native bf16
         logging_steps=10,
         save_strategy="no",
         report_to="none",
@@ -123,13 +125,20 @@ def tiny_sft_key(recipe: SFTRecipe = SFT_RECIPE) -> str:
     return cache_key("tiny-sft", asdict(recipe), tiny_base_key(), data_files=("instruct_train.jsonl",))
 
 
-def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE) -> Path:
-    """The cached tiny SFT model: the tiny base fine-tuned on instruct_train.jsonl by recipe, built if missing."""
+def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE, trained: tuple | None = None) -> Path:
+    """The cached tiny SFT model: the tiny base fine-tuned on instruct_train.jsonl by recipe, built if missing.
+
+    trained: (model, tokenizer, trainer) that a notebook already fine-tuned by exactly this recipe; saved
+    instead of training again (week 2 does this). The entry is written here and nowhere else.
+    """
 
     def build(out: Path) -> None:
-        print("building the tiny SFT model into the cache...")
-        model, tokenizer = load_tiny_base()
-        trainer = train_tiny_sft(model, tokenizer, recipe=recipe)
+        if trained is None:
+            print("building the tiny SFT model into the cache...")
+            model, tokenizer = load_tiny_base()
+            trainer = train_tiny_sft(model, tokenizer, recipe=recipe)
+        else:
+            model, tokenizer, trainer = trained
         save_checkpoint(out, model, tokenizer, {"log_history": trainer.state.log_history})
 
     return cached_dir(tiny_sft_key(recipe), build)

@@ -1,8 +1,9 @@
 """The training loop for the tiny model: next-token prediction on packed blocks of tokens.
 
 Week 1 teaches with it and the artifact cache builds the tiny base model with it: one loop,
-short enough to read top to bottom. It autocasts to bf16 where the hardware runs bf16 fast
-(GPUs, CPUs with AVX512-BF16 or AMX) and stays in fp32 where bf16 is emulated (AVX2-only CPUs).
+short enough to read top to bottom. Its precision is part of the config (fp32 unless told
+otherwise; ``course_utils.env.choose_precision`` says which one a profile uses on this hardware),
+so the same config and seed give the same model on a busy machine and an idle one.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+from course_utils.env import autocast, check_precision
+from course_utils.metrics import evaluate_loss
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
-
-from course_utils.env import autocast_dtype, use_low_precision
 
 
 @dataclass
@@ -30,22 +30,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 100  # steps between validation losses (0: never)
     seed: int = 0  # order of the batches
-    bf16: bool | None = None  # autocast to bfloat16; None: where this hardware runs it fast
+    precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16" (fp16 with loss scaling, GPUs only)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, found {self.steps} and {self.batch_size}")
-
-
-def pack_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, block_size: int = 128) -> torch.Tensor:
-    """Tokenize texts, join them with end-of-text tokens and cut into blocks: (n_blocks, block_size)."""
-    ids: list[int] = []
-    for encoded in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        ids.extend(encoded + [tokenizer.eos_token_id])
-    n = len(ids) // block_size
-    if n == 0:
-        raise ValueError(f"need at least {block_size} tokens to make one block, found {len(ids)}")
-    return torch.tensor(ids[: n * block_size]).view(n, block_size)
+        check_precision(self.precision)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -54,25 +44,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-@torch.no_grad()
-def evaluate_loss(
-    model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 32, bf16: bool | None = None
-) -> float:
-    """Mean next-token cross-entropy of model over blocks (token-weighted)."""
-    model.eval()
-    device = next(model.parameters()).device
-    bf16 = use_low_precision(device) if bf16 is None else bf16
-    total, count = 0.0, 0
-    for i in range(0, len(blocks), batch_size):
-        batch = blocks[i : i + batch_size].to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=bf16):
-            loss = model(input_ids=batch, labels=batch).loss
-        n = batch.numel() - len(batch)  # predicted positions
-        total += loss.item() * n
-        count += n
-    return total / count
 
 
 def train_causal_lm(
@@ -84,7 +55,7 @@ def train_causal_lm(
 ) -> dict:
     """Train model on random batches of train_blocks; return the loss history and throughput."""
     device = next(model.parameters()).device
-    bf16 = use_low_precision(device) if config.bf16 is None else config.bf16
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")  # fp16 gradients underflow
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -99,17 +70,19 @@ def train_causal_lm(
     for step in bar:
         if val_blocks is not None and config.eval_every and step % config.eval_every == 0:
             history["val_step"].append(step)
-            history["val_loss"].append(evaluate_loss(model, val_blocks, bf16=bf16))
+            history["val_loss"].append(evaluate_loss(model, val_blocks, precision=config.precision))
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         idx = torch.randint(len(train_blocks), (config.batch_size,), generator=generator)
         batch = train_blocks[idx].to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=bf16):
+        with autocast(device, config.precision):
             loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         tokens += batch.numel()
         history["step"].append(step)
@@ -118,7 +91,7 @@ def train_causal_lm(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     if val_blocks is not None:
         history["val_step"].append(config.steps)
-        history["val_loss"].append(evaluate_loss(model, val_blocks, bf16=bf16))
+        history["val_loss"].append(evaluate_loss(model, val_blocks, precision=config.precision))
     history["wall_s"] = time.perf_counter() - start
     history["tokens_per_s"] = tokens / history["wall_s"]
     model.eval()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.runner import BUILD_DIR, NOTEBOOK_DIR, NotebookRun, execute_notebook
+from tools.runner import BUILD_DIR, NOTEBOOK_DIR, NotebookRun, execute_notebook
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """The memory function gives the textbook numbers; the bench report renders. No timing is asserted here."""
 
-from course_utils.bench import format_report
 from course_utils.memory import training_memory
+
+from tools.bench import format_report
 
 
 def test_full_fp32_adamw_costs_16_bytes_per_parameter():

@@ -5,7 +5,6 @@ import sys
 import textwrap
 
 import pytest
-
 from course_utils.cache import cached_dir, clear_stale_temporaries
 
 

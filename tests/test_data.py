@@ -3,10 +3,9 @@
 import json
 
 import pytest
+from course_utils.data import DATA_DIR, load_split, read_jsonl, require_columns
 
-from course_utils import tinyworld
-from course_utils.data import load_split, read_jsonl, require_columns
-from course_utils.tinyworld import DATA_DIR
+from tools import tinyworld
 
 TRAINING_FILES = [
     "pretrain.jsonl",
@@ -86,5 +85,15 @@ def test_missing_columns_error_says_what_to_do():
 
 
 def test_missing_file_error_says_how_to_regenerate():
-    with pytest.raises(FileNotFoundError, match="course_utils.tinyworld"):
+    with pytest.raises(FileNotFoundError, match="make data"):
         read_jsonl("nope.jsonl")
+
+
+def test_readme_row_counts_match_the_manifest():
+    import re
+
+    rows = json.loads((DATA_DIR / "manifest.json").read_text())["rows"]
+    table = dict(re.findall(r"^\| `([\w.]+\.jsonl)` \| ([\d,]+) \|", (DATA_DIR / "README.md").read_text(), re.M))
+    assert set(table) == set(rows), "every data file needs a row in data/README.md's table"
+    for name, count in rows.items():
+        assert int(table[name].replace(",", "")) == count, f"data/README.md gives {table[name]} rows for {name}"

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-
+from course_utils.data import pack_texts
 from course_utils.env import check_profile
 from course_utils.measure import measure, write_metrics
-from course_utils.metrics import exact_match, normalize_answer, pick_choice
+from course_utils.metrics import evaluate_loss, exact_match, normalize_answer, pick_choice
 from course_utils.models import build_tiny_model, load_model, load_tokenizer, tiny_llama_config
 from course_utils.tokenizer import train_bpe_tokenizer
-from course_utils.training import TrainConfig, evaluate_loss, pack_texts, train_causal_lm
+from course_utils.training import TrainConfig, train_causal_lm
 
 TEXTS = ["Alma lives in Dunmere.", "3 + 4 = 7.", "town,day,apples\nDunmere,3,12"] * 50
 

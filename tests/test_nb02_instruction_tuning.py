@@ -8,8 +8,7 @@ import json
 
 import pytest
 from conftest import executed
-
-from course_utils.tinyworld import DATA_DIR
+from course_utils.data import DATA_DIR
 
 pytestmark = pytest.mark.slow
 

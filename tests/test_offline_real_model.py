@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
-from course_utils.models import load_model, load_tokenizer, small_model_source
+from course_utils.checkpoints import small_model_source
+from course_utils.models import load_model, load_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_gguf_loads_answers_and_reloads_from_the_cache(tmp_path, monkeypatch):
     answer = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
     # A second call loads the cached copy without touching the GGUF again.
-    monkeypatch.setattr("course_utils.models.build_smollm2_from_gguf", lambda out: pytest.fail("rebuilt"))
+    monkeypatch.setattr("course_utils.checkpoints.build_smollm2_from_gguf", lambda out: pytest.fail("rebuilt"))
     assert small_model_source("base") == source
     again = load_model(source)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):

@@ -1,6 +1,6 @@
 """The bundled "tiny world": a generator that writes every file in ``data/`` from one seed.
 
-Run ``python -m course_utils.tinyworld`` to regenerate ``data/``; a test checks the output is
+Run ``make data`` (``python -m tools.tinyworld``) to regenerate ``data/``; a test checks the output is
 byte-identical to what is committed. ``data/README.md`` documents each file and its fields.
 
 The world has people with four attributes (town, job, pet, colour). Facts about the "core" and
@@ -16,8 +16,10 @@ import json
 import random
 from pathlib import Path
 
+from course_utils.data import DATA_DIR
+from course_utils.data import people as people_of
+
 SEED = 1234
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 TOWNS = ["Dunmere", "Hollowfen", "Brightwater", "Ashford", "Millbrook",
          "Stonecross", "Wrenfield", "Oakhaven", "Fernvale", "Redcliff"]  # fmt: skip
@@ -94,10 +96,10 @@ def _names(rng: random.Random, n: int) -> list[str]:
 def make_world(rng: random.Random) -> dict:
     """People with attributes, split into core (pretraining + SFT), probe (pretraining only), unseen."""
     names = _names(rng, 60)
-    people = [{"name": n, **{a: rng.choice(vals) for a, vals in ATTRIBUTES.items()}} for n in names]
-    for i, person in enumerate(people):
+    persons = [{"name": n, **{a: rng.choice(vals) for a, vals in ATTRIBUTES.items()}} for n in names]
+    for i, person in enumerate(persons):
         person["group"] = "core" if i < 40 else "probe" if i < 50 else "unseen"
-    return {"attributes": ATTRIBUTES, "probe_prompts": PROBE_PROMPTS, "people": people}
+    return {"attributes": ATTRIBUTES, "probe_prompts": PROBE_PROMPTS, "people": persons}
 
 
 def fact_sentence(rng: random.Random, person: dict, attr: str) -> str:
@@ -220,8 +222,8 @@ def task_item(rng: random.Random, task: str, people: list[dict]) -> tuple[dict, 
 
 
 def instruction_sets(rng: random.Random, world: dict) -> dict[str, list[dict]]:
-    core = [p for p in world["people"] if p["group"] == "core"]
-    probe = [p for p in world["people"] if p["group"] == "probe"]
+    core = people_of("core", world)
+    probe = people_of("probe", world)
     train: list[dict] = []
     seen_prompts: set[str] = set()
 
@@ -279,7 +281,7 @@ def raw_pool(rng: random.Random, train: list[dict], evals: list[dict]) -> tuple[
 
 def natural_instructions(rng: random.Random, world: dict) -> list[dict]:
     """Each task in the Natural-Instructions schema: definition, things to avoid, examples."""
-    core = [p for p in world["people"] if p["group"] == "core"]
+    core = people_of("core", world)
     rows = []
     for task, phrasings in TASKS.items():
         pos = []
@@ -307,7 +309,7 @@ RAMBLE = " Let me also say that I thought about this for a long, long time and w
 
 def preference_rows(rng: random.Random, world: dict, n: int, avoid: set[str]) -> list[dict]:
     """Prompts with four responses, ranked by a scripted labeller: correct > polite > concise."""
-    core = [p for p in world["people"] if p["group"] == "core"]
+    core = people_of("core", world)
     tasks = [t for t in TASKS if t not in HELDOUT_TASKS]
     rows: list[dict] = []
     while len(rows) < n:
@@ -348,7 +350,7 @@ def generate(seed: int = SEED) -> dict[str, object]:
     """Every data file, as {file name: rows (list of dicts) or a JSON object}."""
     rng = random.Random(seed)
     world = make_world(rng)
-    known = [p for p in world["people"] if p["group"] != "unseen"]
+    known = people_of(("core", "probe"), world)
     pretrain = [{"text": general_document(rng, known)} for _ in range(9000)]
     train_texts = {r["text"] for r in pretrain}
     general = []
@@ -361,8 +363,8 @@ def generate(seed: int = SEED) -> dict[str, object]:
     raw, planted = raw_pool(rng, inst["train"], inst["eval"])
     avoid = {r["prompt"] for r in inst["train"] + inst["eval"]}
     preference = preference_rows(rng, world, 800, avoid)
-    paraphrases = paraphrase_pairs(rng, [p for p in known if p["group"] == "core"], "train", 600)
-    paraphrases += paraphrase_pairs(rng, [p for p in known if p["group"] == "probe"], "test", 150)
+    paraphrases = paraphrase_pairs(rng, people_of("core", world), "train", 600)
+    paraphrases += paraphrase_pairs(rng, people_of("probe", world), "test", 150)
     files: dict[str, object] = {
         "world.json": world,
         "pretrain.jsonl": pretrain,

@@ -3,7 +3,10 @@
 Every comparison runs both sides in this one process, alternating, several times, and reports
 medians and ratios (the machines are shared and noisy). Writes build/bench.md and build/bench.json.
 
-    python -m course_utils.bench
+    python -m tools.bench
+
+The tiny model trains in the precision the course picks for the tiny profile (fp32 everywhere), so
+the bench measures what the notebooks run. The GPU rows come from tools/bench_gpu.py.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import tempfile
 import time
 
 import torch
-
 from course_utils.checkpoints import BLOCK_SIZE, load_tiny_base, load_tiny_tokenizer, pretrain_blocks
-from course_utils.env import autocast_dtype, use_low_precision
+from course_utils.env import autocast, choose_precision
 from course_utils.measure import current_rss_bytes, measure
 from course_utils.models import build_tiny_model, count_parameters
-from course_utils.runner import BUILD_DIR
 from course_utils.training import TrainConfig, train_causal_lm
+
+from tools.runner import BUILD_DIR
 
 REPEATS = 3
 
@@ -51,7 +54,7 @@ def peak_matmul_flops(dtype: torch.dtype, device: torch.device, seconds: float =
     return best
 
 
-def minimal_loop(model, blocks: torch.Tensor, steps: int, batch_size: int, low_precision: bool) -> float:
+def minimal_loop(model, blocks: torch.Tensor, steps: int, batch_size: int, precision: str) -> float:
     """Forward, loss, backward, AdamW step, nothing else; returns tokens/s."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -59,7 +62,7 @@ def minimal_loop(model, blocks: torch.Tensor, steps: int, batch_size: int, low_p
     start = time.perf_counter()
     for _ in range(steps):
         batch = blocks[torch.randint(len(blocks), (batch_size,), generator=generator)].to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=low_precision):
+        with autocast(device, precision):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         optimizer.step()
@@ -92,25 +95,25 @@ def tiny_training_inputs():
 def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) -> dict:
     """Item 1 and 2: the course's loop vs a minimal loop on the tiny base shape, and MFU."""
     tokenizer, blocks = tiny_training_inputs()
-    low = use_low_precision(device)
+    precision = choose_precision("tiny", device)
     course, minimal = [], []
     warm_up = build_tiny_model(tokenizer, "base").to(device)
-    minimal_loop(warm_up, blocks, 5, batch_size, low)  # first calls pay for allocations and kernel choices
+    minimal_loop(warm_up, blocks, 5, batch_size, precision)  # first calls pay for allocations and kernel choices
 
     def run_course(rep: int) -> None:
         model = build_tiny_model(tokenizer, "base", seed=rep).to(device)
-        config = TrainConfig(steps=steps, batch_size=batch_size, eval_every=0, seed=rep)
+        config = TrainConfig(steps=steps, batch_size=batch_size, eval_every=0, seed=rep, precision=precision)
         course.append(train_causal_lm(model, blocks, config, progress=False)["tokens_per_s"])
 
     def run_minimal(rep: int) -> None:
         model = build_tiny_model(tokenizer, "base", seed=rep).to(device)
-        minimal.append(minimal_loop(model, blocks, steps, batch_size, low))
+        minimal.append(minimal_loop(model, blocks, steps, batch_size, precision))
 
     for rep in range(3 * REPEATS):  # short runs, many, in alternating order: the median shrugs off a noisy neighbour
         for run in (run_course, run_minimal) if rep % 2 == 0 else (run_minimal, run_course):
             run(rep)
     peak = {"fp32": peak_matmul_flops(torch.float32, device), "bf16": peak_matmul_flops(torch.bfloat16, device)}
-    used = "bf16" if low else "fp32"
+    used = precision
     achieved = statistics.median(course) * training_flops_per_token(warm_up)
     return {
         "dtype": used,
@@ -127,38 +130,25 @@ def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) 
 def bench_compile(device: torch.device, steps: int = 30, batch_size: int = 16) -> dict:
     """Tried for item 2: the minimal loop with the model under torch.compile vs eager, alternating."""
     tokenizer, blocks = tiny_training_inputs()
-    low = use_low_precision(device)
+    precision = choose_precision("tiny", device)
     eager = build_tiny_model(tokenizer, "base").to(device)
     compiled = torch.compile(build_tiny_model(tokenizer, "base").to(device))
     start = time.perf_counter()
-    minimal_loop(compiled, blocks, 3, batch_size, low)
+    minimal_loop(compiled, blocks, 3, batch_size, precision)
     compile_s = time.perf_counter() - start
-    minimal_loop(eager, blocks, 3, batch_size, low)
+    minimal_loop(eager, blocks, 3, batch_size, precision)
     speeds: dict[str, list[float]] = {"eager": [], "compiled": []}
     for _ in range(2 * REPEATS):
-        speeds["eager"].append(minimal_loop(eager, blocks, steps, batch_size, low))
-        speeds["compiled"].append(minimal_loop(compiled, blocks, steps, batch_size, low))
+        speeds["eager"].append(minimal_loop(eager, blocks, steps, batch_size, precision))
+        speeds["compiled"].append(minimal_loop(compiled, blocks, steps, batch_size, precision))
     eager_speed, compiled_speed = statistics.median(speeds["eager"]), statistics.median(speeds["compiled"])
     return {"eager_tokens_per_s": eager_speed, "compiled_tokens_per_s": compiled_speed,
             "ratio_compiled_over_eager": compiled_speed / eager_speed, "compile_s": compile_s}  # fmt: skip
 
 
-def bench_gpu_small(device: torch.device, steps: int = 20, batch_size: int = 16, seq_len: int = 512) -> str:
-    """Item 6: the small profile (SmolLM2-135M, bf16 autocast, SDPA) on a GPU: tokens/s and MFU."""
-    from course_utils.models import load_model, small_model_source
-
-    model = load_model(small_model_source("base"), attn_implementation="sdpa").to(device)
-    blocks = torch.randint(model.config.vocab_size, (256, seq_len))
-    minimal_loop(model, blocks, 3, batch_size, True)  # warm-up
-    tokens_per_s = statistics.median(minimal_loop(model, blocks, steps, batch_size, True) for _ in range(REPEATS))
-    mfu = tokens_per_s * training_flops_per_token(model, seq_len) / peak_matmul_flops(torch.bfloat16, device)
-    return f"{torch.cuda.get_device_name(0)}, SmolLM2-135M bf16: {tokens_per_s:,.0f} tokens/s, MFU {mfu:.0%}"
-
-
 def bench_sft(rows: int = 320) -> dict:
     """Item 3: SFTTrainer, padded vs packed, one epoch over the same rows, alternating."""
     import datasets
-
     from course_utils.data import read_jsonl
     from course_utils.sft import SFT_RECIPE, sft_config, train_sft
 
@@ -184,10 +174,9 @@ def _memory_probe(kind: str, source: str, queue) -> None:
 
     Measured is the peak resident memory above what the process held before loading the model.
     """
-    from peft import LoraConfig, get_peft_model
-
     from course_utils.memory import activation_bytes_llama, training_memory
     from course_utils.models import load_model
+    from peft import LoraConfig, get_peft_model
 
     batch, seq = 2, 128
     baseline = current_rss_bytes()  # python, torch and transformers themselves: not what the function predicts
@@ -210,7 +199,7 @@ def _memory_probe(kind: str, source: str, queue) -> None:
 
 def bench_memory() -> list[dict]:
     """Item 4: the memory function vs measured peaks (each in its own process, so peaks do not mix)."""
-    from course_utils.models import small_model_source
+    from course_utils.checkpoints import small_model_source
 
     source = str(small_model_source("base"))  # converting the offline GGUF happens here, not in a measured process
     results = []
@@ -272,7 +261,12 @@ def format_report(results: dict) -> str:
     for c in results.get("course", []):
         lines.append(f"| {c['notebook']} | {c['wall_s']:.0f} s, {c['peak_rss_bytes'] / 2**30:.2f} GiB, {c['status']} | "
                      f"{'within' if c['within_budget'] else 'OVER'} 4 min / 4 GB |")  # fmt: skip
-    lines.append(f"| GPU section | {results['gpu']} | |")
+    if isinstance(results["gpu"], dict):
+        from tools.bench_gpu import format_gpu_report
+
+        lines += ["", "## GPU section", "", format_gpu_report(results["gpu"])]
+    else:
+        lines.append(f"| GPU section | {results['gpu']} | |")
     return "\n".join(lines)
 
 
@@ -309,7 +303,10 @@ def main() -> None:
     results["memory"] = bench_memory()
     results["course"] = bench_course()
     if device.type == "cuda":
-        results["gpu"] = bench_gpu_small(device)
+        from tools.bench_gpu import run_gpu_bench
+
+        print("GPU: small-profile training, one lever at a time...", flush=True)
+        results["gpu"] = run_gpu_bench()
     else:
         results["gpu"] = "skipped: no GPU"
     BUILD_DIR.mkdir(exist_ok=True)

@@ -4,14 +4,15 @@ Each notebook runs under papermill in its own process, with its ``parameters`` c
 (PROFILE, SEED, OUTPUT_DIR); we record status, wall time and peak memory (RSS of the kernel)
 and read back the ``metrics.json`` the notebook wrote.
 
-    python -m course_utils.runner                 # every lesson notebook, tiny profile
-    python -m course_utils.runner --solutions     # the solutions notebooks too
-    python -m course_utils.runner --only 01       # notebooks whose name starts with 01
+    python -m tools.runner                 # every lesson notebook, tiny profile
+    python -m tools.runner --solutions     # the solutions notebooks too
+    python -m tools.runner --only 01       # notebooks whose name starts with 01
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -55,25 +56,56 @@ def headline_keys(notebook: Path) -> list[str]:
     return meta.get("course", {}).get("headline_metrics", [])
 
 
+def has_jupyter_kernel() -> bool:
+    """Whether papermill and a Python kernel are installed (else notebooks run with tools.plain_exec)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("papermill", "ipykernel"))
+
+
+def collapse_carriage_returns(text: str) -> str:
+    """Keep what a terminal shows: of each line, the part after its last carriage return (a bar's final state)."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def tidy_outputs(path: Path) -> None:
+    """Make an executed notebook readable: one line per progress bar instead of one per refresh."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
+                output["text"] = collapse_carriage_returns(text).splitlines(keepends=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def execute_notebook(
     notebook: Path, out_root: Path, profile: str = "tiny", seed: int = 0, timeout_s: int = 1800
 ) -> NotebookRun:
-    """Execute notebook with papermill in a child process; measure it and read its metrics.json."""
+    """Execute notebook with papermill in a child process; measure it and read its metrics.json.
+
+    Where no Jupyter kernel is installed, the notebook's code runs with tools.plain_exec instead (no outputs kept).
+    """
     notebook = Path(notebook)
     out_dir = Path(out_root) / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
     metrics_path.unlink(missing_ok=True)
     log_path = out_dir / "papermill.log"
-    cmd = [
-        sys.executable, "-m", "papermill", str(notebook), str(out_dir / notebook.name),
-        "--kernel", "python3", "--cwd", str(notebook.parent), "--no-progress-bar", "--log-output",
-        "-p", "PROFILE", profile, "-p", "SEED", str(seed), "-p", "OUTPUT_DIR", str(out_dir.resolve()),
-    ]  # fmt: skip
+    params = ["-p", "PROFILE", profile, "-p", "SEED", str(seed), "-p", "OUTPUT_DIR", str(out_dir.resolve())]
+    papermill = has_jupyter_kernel()
+    if papermill:
+        cmd = [sys.executable, "-m", "papermill", str(notebook), str(out_dir / notebook.name), "--kernel", "python3",
+               "--cwd", str(notebook.parent), "--no-progress-bar", "--log-output", *params]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "tools.plain_exec", str(notebook.resolve()), *params]
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     run = NotebookRun(notebook=notebook.name, output_dir=str(out_dir), log=str(log_path))
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=notebook.parent)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -87,6 +119,8 @@ def execute_notebook(
     if metrics_path.exists():
         run.metrics = json.loads(metrics_path.read_text())
         run.peak_rss_bytes = max(run.peak_rss_bytes, int(run.metrics.get("peak_mem_bytes", 0)))
+    if papermill and (out_dir / notebook.name).exists():
+        tidy_outputs(out_dir / notebook.name)
     run.status = (
         "ok" if code == 0 and metrics_path.exists() else ("no metrics.json" if code == 0 else f"failed ({code})")
     )
