@@ -1,17 +1,18 @@
-"""Install the course's run-time packages into Colab's live runtime (the notebooks' first cell runs this).
+"""Install the course's run-time packages into Colab's live runtime: ``setup_colab()``, called by each notebook's
+first cell once it has cloned the repository.
 
 Only the "run time" section of requirements.txt is installed: Colab keeps its own torch, numpy and
-matplotlib, and none of the tools (JupyterLab, papermill, ruff, pytest) that a laptop needs. Messages
-go to stderr; stdout lists the import names of packages that were already installed at another
-version, so the cell can tell whether the running session must restart to see them.
+matplotlib, and none of the tools (JupyterLab, papermill, ruff, pytest) that a laptop needs. If pip
+replaced a package that the running session had already imported, it stops and asks for a restart.
 
-    python tools/colab_install.py [--dry-run]
+    python -m tools.colab_install --dry-run      # what would be installed
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +41,8 @@ def installed_version(name: str) -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true", help="print what would be installed, install nothing")
-    args = parser.parse_args(argv)
+def install(dry_run: bool = False) -> list[str]:
+    """pip-install the run-time pins and the course package; return the import names of packages that changed."""
     pins = run_time_pins()
     before = {pin.split("==")[0]: installed_version(pin.split("==")[0]) for pin in pins}
     commands = [
@@ -51,16 +50,30 @@ def main(argv: list[str] | None = None) -> int:
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
     ]
     for command in commands:
-        print(" ".join(command[2:]), file=sys.stderr)
-        if not args.dry_run and subprocess.run(command).returncode != 0:
-            print(
-                "installing failed (see pip's message above). Check the runtime's network, then run the cell again; "
-                "if pip reports a conflict, start a fresh runtime (Runtime > Disconnect and delete runtime).",
-                file=sys.stderr,
+        print(" ".join(command[2:]))
+        done = None if dry_run else subprocess.run(command, capture_output=True, text=True)
+        if done is not None and done.returncode != 0:
+            raise RuntimeError(
+                f"pip failed:\n{done.stderr.strip()[-2000:]}\nCheck the runtime's network and run the cell again; if pip reports a "
+                "conflict, start a fresh runtime (Runtime > Disconnect and delete runtime)."
             )
-            return 1
     changed = [name for name, version in before.items() if version and version != installed_version(name)]
-    print(" ".join(name.replace("-", "_") for name in changed))
+    return [name.replace("-", "_") for name in changed]
+
+
+def setup_colab(dry_run: bool = False) -> None:
+    """Install, stop with a clear message if the session must restart, and move into notebooks/."""
+    changed = install(dry_run)
+    stale = [name for name in changed if name in sys.modules]
+    if stale:
+        raise SystemExit(f"{stale} were upgraded under this session: Runtime > Restart session, then run all again.")
+    os.chdir(ROOT / "notebooks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="print what would be installed, install nothing")
+    install(parser.parse_args(argv).dry_run)
     return 0
 
 

@@ -20,24 +20,18 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 COLAB_CELL = """\
-# Colab only: fetch the course and install its run-time packages. Elsewhere `make setup` did this: nothing to do.
+# Colab only: fetch the course and install what the notebooks need. Elsewhere `make setup` did this.
+import subprocess
 import sys
 
 REPO_URL = "{url}"  # forks: README, "Colab and forks"
 if "google.colab" in sys.modules:
-    import os
-    import subprocess
-
-    if not os.path.isdir("/content/course"):
-        clone = subprocess.run(["git", "clone", "-q", REPO_URL, "/content/course"], capture_output=True, text=True)
-        if clone.returncode:
-            raise RuntimeError(f"could not clone {{REPO_URL}}: {{clone.stderr.strip()}}. Check the URL and the network.")
-    install = [sys.executable, "/content/course/tools/colab_install.py"]
-    changed = subprocess.run(install, stdout=subprocess.PIPE, text=True, check=True).stdout.split()
-    if any(name in sys.modules for name in changed):
-        raise SystemExit(f"{{changed}} changed under this session: Runtime > Restart session, then run all again.")
+    if subprocess.run(f"test -d /content/course || git clone -q {{REPO_URL}} /content/course", shell=True).returncode:
+        raise RuntimeError(f"could not clone {{REPO_URL}}: check the URL and the runtime's network, then run again")
     sys.path.insert(0, "/content/course")
-    os.chdir("/content/course/notebooks")"""
+    from tools.colab_install import setup_colab
+
+    setup_colab()  # installs the run-time pins; asks for a restart if needed; moves into notebooks/"""
 
 
 def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
