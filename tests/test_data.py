@@ -56,12 +56,22 @@ def test_heldout_corpora_are_disjoint_from_pretraining():
         assert not train & set(r["text"] for r in read_jsonl(name)), f"{name} shares documents with pretrain.jsonl"
 
 
-def test_unseen_people_have_no_facts_in_any_training_text():
+def test_unseen_people_are_named_in_no_training_text():
     world = json.loads((DATA_DIR / "world.json").read_text())
     unseen = [p["name"] for p in world["people"] if p["group"] == "unseen"]
-    for name in ["pretrain.jsonl", "instruct_train.jsonl", "paraphrases.jsonl"]:
+    for name in [*TRAINING_FILES, "instruct_raw.jsonl", "natural_instructions.jsonl"]:
         blob = (DATA_DIR / name).read_text()
         assert not [n for n in unseen if n in blob], f"an unseen person is named in {name}"
+
+
+def test_healer_notes_agree_with_the_world():
+    import re
+
+    towns = {p["name"]: p["town"] for p in json.loads((DATA_DIR / "world.json").read_text())["people"]}
+    for name in ["domain_train.jsonl", "domain_test.jsonl"]:
+        for row in read_jsonl(name):
+            person, town = re.match(r"Healer's note\. Patient: (\w+) of (\w+)\.", row["text"]).groups()
+            assert towns[person] == town, f"{name}: {person} lives in {towns[person]}, the note says {town}"
 
 
 def test_raw_pool_holds_exactly_the_planted_leaks():

@@ -41,7 +41,8 @@ def test_info_nce_is_cross_entropy_on_the_similarity_matrix():
 
 def test_fit_scaling_law_recovers_a_known_curve():
     params = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
-    a, alpha, c = week1.fit_scaling_law(params, 20 * params**-0.3 + 0.5)
+    a, alpha, c, identified = week1.fit_scaling_law(params, 20 * params**-0.3 + 0.5)
+    assert identified and math.isclose(c, 0.5, abs_tol=0.05)
     assert math.isclose(alpha, 0.3, rel_tol=0.05)
     assert math.isclose(a * 1e4**-alpha + c, 20 * 1e4**-0.3 + 0.5, rel_tol=0.01)
 
@@ -72,3 +73,9 @@ def test_natural_instruction_prompt_ends_with_the_new_input():
             "positive_examples": [{"input": "1 plus 1?", "output": "2", "explanation": "sum"}]}  # fmt: skip
     prompt = week2.render_natural_instruction(task, "3 plus 9?")
     assert prompt.startswith("Definition: Add.") and prompt.endswith("Input: 3 plus 9?\nOutput:")
+
+
+def test_fit_scaling_law_says_when_c_is_not_identified():
+    params = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
+    *_, identified = week1.fit_scaling_law(params, 20 * params**-0.3)  # a pure power law: no floor to find
+    assert not identified

@@ -149,10 +149,18 @@ def general_document(rng: random.Random, known: list[dict]) -> str:
 
 
 def domain_document(rng: random.Random, people: list[dict]) -> str:
-    """A healer's note: the specialised domain for continued pretraining."""
-    p = rng.choice(people)
+    """A healer's note: the specialised domain for continued pretraining.
+
+    Its patients are known people, living in their own towns: the notes agree with the world, so forgetting
+    measured after training on them is not a conflict of facts. (The draws are the same as when the notes named
+    anyone in a random town, so every file generated after them stays as it was.)
+    """
+    drawn = rng.choice(people)
+    rng.choice(TOWNS)  # drawn and unused: see above
+    known = [q for q in people if q["group"] != "unseen"]
+    p = drawn if drawn["group"] != "unseen" else known[people.index(drawn) % len(known)]
     return (
-        f"Healer's note. Patient: {p['name']} of {rng.choice(TOWNS)}. "
+        f"Healer's note. Patient: {p['name']} of {p['town']}. "
         f"Complaint: {rng.choice(SYMPTOMS)} for {rng.randint(1, 9)} days. "
         f"Remedy: {rng.choice(REMEDIES)}, {rng.choice(DOSES)}. "
         f"Rest: {rng.randint(1, 5)} days. Return if {rng.choice(SYMPTOMS)} begins."
