@@ -1,4 +1,8 @@
-"""Week 1: the notebook runs and its lessons show. Thresholds keep a margin from seeds 0-3 (see the issue note)."""
+"""Week 1: the notebook runs and its lessons show. Thresholds keep a margin from seeds 0-3.
+
+Measured 2026-11-26 in fp32 (the tiny profile's precision everywhere) on a 2-core CPU with AVX512-BF16 and on CI's
+AVX2 CPU; the comments give the ranges.
+"""
 
 import pytest
 from conftest import executed
@@ -6,7 +10,8 @@ from conftest import executed
 pytestmark = pytest.mark.slow
 
 KEYS = """tokenizer_vocab_size bytes_per_token manual_loss_abs_diff initial_val_loss final_val_loss train_tokens_per_s
-fact_probe_seen_acc fact_probe_unseen_acc scaling_params scaling_val_losses scaling_alpha domain_ppl_before
+fact_probe_seen_acc fact_probe_unseen_acc fact_probe_unseen_interval scaling_params_non_embedding scaling_val_losses
+scaling_alpha scaling_fit_c scaling_c_identified causal_leak_positions showcase_verdicts domain_ppl_before
 domain_ppl_after general_ppl_before general_ppl_after contrastive_score_before contrastive_score_after wall_s
 peak_mem_bytes""".split()
 
@@ -36,23 +41,39 @@ def test_pretraining_learns_beyond_token_frequencies(m):
 
 
 def test_seen_facts_are_recalled_unseen_are_not(m):
-    # measured (seeds 0-3): seen 0.91-1.0, unseen 0.075-0.15 (chance 0.11)
-    assert m["fact_probe_seen_acc"] >= 0.75
+    # measured (seeds 0-3): seen 0.79-1.0 (0.79: seed 2 on the AVX512 CPU), unseen 0.05-0.15 (chance 0.11)
+    assert m["fact_probe_seen_acc"] >= 0.6
     assert m["fact_probe_unseen_acc"] <= 0.35
     assert m["fact_probe_seen_acc"] - m["fact_probe_unseen_acc"] >= 0.5
+    # "unseen facts score near chance": chance lies inside the 95% interval (measured lower ends 0.01-0.07)
+    low, high = m["fact_probe_unseen_interval"]
+    assert low <= m["fact_probe_chance"] <= high
+
+
+def test_causal_mask_hides_the_future(m):
+    assert m["causal_leak_positions"] == 0
+
+
+def test_showcase_verdicts_are_scored(m):
+    # measured (seeds 0-3): 1-3 of the 4 prompts right; the question prompt never answered by the base model
+    verdicts = m["showcase_verdicts"]
+    assert len(verdicts) == 4 and 1 <= sum(verdicts.values())
+    assert not verdicts["Question: Where does Alma live? Answer:"]
 
 
 def test_loss_falls_with_model_size(m):
-    # measured (seeds 0-3): w16 4.08-4.23 ... w64 1.60-1.84, each step down >= 0.1; alpha 0.39-0.46
-    params, losses = m["scaling_params"], m["scaling_val_losses"]
-    assert len(params) >= 3 and params == sorted(params)
+    # measured (seeds 0-3): w16 4.08-4.23 ... w64 1.60-1.84, each step down >= 0.1; alpha (non-embedding N) 0.24-0.27
+    params, losses = m["scaling_params_non_embedding"], m["scaling_val_losses"]
+    assert len(params) >= 3 and params == sorted(params) and params[0] < 5_000  # embeddings excluded
     assert all(b < a + 0.05 for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < losses[0] - 1.0
-    assert m["scaling_alpha"] > 0
+    assert 0.1 < m["scaling_alpha"] < 0.6
+    # c is either identified inside (0, min loss) or reported as not identified and set to 0 (seeds 0-3: not identified)
+    assert (0 < m["scaling_fit_c"] < min(losses)) if m["scaling_c_identified"] else m["scaling_fit_c"] == 0
 
 
 def test_continued_pretraining_adapts_and_forgets(m):
-    # measured (seeds 0-3): domain 1.4e6-1.0e7 -> 9-11; general 2.6-2.7 -> 6.7-11.4
+    # measured (seeds 0-3, healer's notes consistent with the world): domain 2.0e6-1.9e7 -> 7.7-10.0; general 2.6-2.7 -> 5.9-8.5
     assert m["domain_ppl_after"] < 0.1 * m["domain_ppl_before"]
     assert m["general_ppl_after"] > m["general_ppl_before"]  # the cost of adaptation shows
 

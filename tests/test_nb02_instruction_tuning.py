@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 KEYS = """base_accuracy sft_accuracy sft_accuracy_by_task heldout_phrasing_accuracy_base heldout_phrasing_accuracy_sft
 heldout_task_accuracy_base heldout_task_accuracy_sft mask_matches_trl trained_token_fraction pad_fraction_padded
 pad_fraction_packed tokens_per_s_padded tokens_per_s_packed curation_removed data_curve_sizes data_curve_accuracy
-general_ppl_before general_ppl_after wall_s peak_mem_bytes""".split()
+general_ppl_before general_ppl_after wall_s peak_mem_bytes heldout_phrasing_accuracy_by_task seen_accuracy_by_task
+sft_forced_choice_fact_accuracy demo_right_after_sft""".split()
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +35,33 @@ def test_base_model_fails_at_instructions(m):
 
 
 def test_sft_beats_the_base_model_by_a_wide_margin(m):
-    # measured (seeds 0-3): seen 0.67-0.71
+    # measured (seeds 0-3): seen 0.73-0.78
     assert m["sft_accuracy"] >= m["base_accuracy"] + 0.45
 
 
 def test_heldout_phrasings_improve(m):
-    # measured (seeds 0-3): 0.48-0.53
+    # measured (seeds 0-3): 0.44-0.53
     assert m["heldout_phrasing_accuracy_sft"] >= m["heldout_phrasing_accuracy_base"] + 0.3
+
+
+def test_new_phrasings_differ_by_task(m):
+    # measured (seeds 0-3): sentiment 1.0 on the new phrasing, fact_job 0.0, add 0.5-0.67, pet 0.6-0.7, town 0.2
+    by_task = m["heldout_phrasing_accuracy_by_task"]
+    assert set(by_task) == {"add", "fact_town", "fact_job", "fact_pet", "sentiment", "repeat"}
+    assert by_task["sentiment"] >= 0.8
+    assert max(by_task.values()) - min(by_task.values()) >= 0.5  # the split's average hides a wide spread
+
+
+def test_forced_choice_shows_the_knowledge_free_answers_miss(m):
+    forced = m["sft_forced_choice_fact_accuracy"]
+    # measured (seeds 0-3): town 0.7, job 1.0, pet 0.9, colour 0.8-0.9 (colour: a task type never trained)
+    assert sum(forced[a] for a in ("town", "job", "pet")) / 3 >= 0.6
+    # measured: colour forced 0.8-0.9 vs free answer 0.0-0.33
+    assert forced["colour"] >= m["sft_accuracy_by_task"]["fact_colour"] + 0.3
+
+
+def test_demo_prompts_are_scored(m):
+    assert 1 <= m["demo_right_after_sft"] <= 4  # measured (seeds 0-3): 2 of 4
 
 
 def test_facts_of_probe_people_are_extracted(m):
@@ -65,7 +86,7 @@ def test_packing_removes_padding(m):
 def test_accuracy_grows_with_data(m):
     sizes, acc = m["data_curve_sizes"], m["data_curve_accuracy"]
     assert len(sizes) >= 4 and sizes == sorted(sizes) and len(acc) == len(sizes)
-    # measured (seeds 0-3): 30 examples 0.19-0.36, all 1,250 examples 0.64-0.66 (gap 0.28-0.47)
+    # measured (seeds 0-3): 30 examples 0.23-0.32, all 1,250 examples 0.60-0.62 (gap 0.30-0.38)
     assert acc[-1] >= acc[0] + 0.15
 
 
@@ -75,7 +96,7 @@ def test_curation_removes_exactly_what_was_planted(m):
 
 
 def test_forgetting_shows(m):
-    # measured (seeds 0-3): 2.65 -> 4.93-4.97
+    # measured (seeds 0-3): 2.63 -> 4.75-4.93
     assert m["general_ppl_after"] > 1.3 * m["general_ppl_before"]
 
 

@@ -85,3 +85,22 @@ def test_gpu_report_marks_the_best_lever_and_failures():
     assert "800 TFLOP/s (datasheet 989)" in report
     assert f"{LEVERS[1].name} **(best)** | 150,000 | 18.8%" in report
     assert "failed: ModuleNotFoundError" in report
+
+
+def test_runner_executes_a_notebook_into_a_relative_folder(tmp_path, monkeypatch):
+    import nbformat
+
+    from tools.runner import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('PROFILE = ""\nSEED = 0\nOUTPUT_DIR = "out"')
+    params.metadata["tags"] = ["parameters"]
+    body = "import json, pathlib\npathlib.Path(OUTPUT_DIR, 'metrics.json').write_text(json.dumps({'seed': SEED}))"
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "00_demo.ipynb")
+    monkeypatch.chdir(tmp_path)  # `make course` passes a relative --out
+    run = execute_notebook(tmp_path / "nb" / "00_demo.ipynb", Path("build/runs"), seed=3)
+    assert run.status == "ok", Path(run.log).read_text()[-2000:]
+    assert run.metrics == {"seed": 3}

@@ -84,8 +84,8 @@ def execute_notebook(
 
     Where no Jupyter kernel is installed, the notebook's code runs with tools.plain_exec instead (no outputs kept).
     """
-    notebook = Path(notebook)
-    out_dir = Path(out_root) / notebook.stem
+    notebook = Path(notebook).resolve()
+    out_dir = Path(out_root).resolve() / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
     metrics_path.unlink(missing_ok=True)
