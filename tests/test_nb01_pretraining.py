@@ -90,6 +90,7 @@ def test_memory_budget(m):
 def test_solutions_notebook():
     s = executed("01_pretraining_solutions.ipynb").metrics
     assert s["ppl_abs_diff"] / s["library_ppl"] < 1e-3
-    assert s["alt_phrasing_acc"] > 0.3
+    assert s["alt_phrasing_acc"] > 0.3  # measured 1.0 (seed-0 base model)
+    assert 0.1 < s["novel_phrasing_acc"] < s["alt_phrasing_acc"]  # measured 0.5
     assert s["compute_optimal_shape"] in ("w16", "w32", "w64")
     assert s["isoflop_compute_spread"] < 0.02
