@@ -163,8 +163,12 @@ def generate_answers(
     prompts: list[str],
     max_new_tokens: int = 12,
     batch_size: int = 64,
+    chat: bool = True,
 ) -> list[str]:
-    """Greedy answers to user prompts, each rendered with the chat template; decoded up to the end of turn."""
+    """Greedy answers to user prompts, each rendered with the chat template; decoded up to the end of turn.
+
+    chat=False continues the prompts as plain text instead (a base model's few-shot prompt) and keeps the first line.
+    """
     model.eval()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -172,8 +176,10 @@ def generate_answers(
     answers: list[str] = []
     try:
         for i in range(0, len(prompts), batch_size):
-            chats = [[{"role": "user", "content": p}] for p in prompts[i : i + batch_size]]
-            texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+            texts = prompts[i : i + batch_size]
+            if chat:
+                chats = [[{"role": "user", "content": p}] for p in texts]
+                texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             out = model.generate(
                 **enc,
@@ -185,7 +191,7 @@ def generate_answers(
             answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
-    return [a.strip() for a in answers]
+    return [a.strip() if chat else (a.strip().splitlines() or [""])[0] for a in answers]
 
 
 def accuracy_by(rows: list[dict], answers: list[str], key: str = "task") -> dict[str, float]:

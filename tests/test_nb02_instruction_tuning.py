@@ -16,7 +16,8 @@ KEYS = """base_accuracy sft_accuracy sft_accuracy_by_task heldout_phrasing_accur
 heldout_task_accuracy_base heldout_task_accuracy_sft mask_matches_trl trained_token_fraction pad_fraction_padded
 pad_fraction_packed tokens_per_s_padded tokens_per_s_packed curation_removed data_curve_sizes data_curve_accuracy
 general_ppl_before general_ppl_after wall_s peak_mem_bytes heldout_phrasing_accuracy_by_task seen_accuracy_by_task
-sft_forced_choice_fact_accuracy demo_right_after_sft""".split()
+sft_forced_choice_fact_accuracy demo_right_after_sft ni_zero_shot_accuracy_base ni_few_shot_accuracy_base
+ni_instructed_seen_accuracy ni_instructed_heldout_task_accuracy data_curve_interval""".split()
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,19 @@ def test_forced_choice_shows_the_knowledge_free_answers_miss(m):
     assert forced["colour"] >= m["sft_accuracy_by_task"]["fact_colour"] + 0.3
 
 
+def test_no_in_context_learning_at_this_scale(m):
+    # measured (seeds 0-3): zero-shot 0.00, few-shot (definition + two examples) 0.00
+    assert m["ni_zero_shot_accuracy_base"] <= 0.05
+    assert m["ni_few_shot_accuracy_base"] <= m["ni_zero_shot_accuracy_base"] + 0.05
+
+
+def test_definitions_in_training_do_not_reach_new_task_types_at_this_scale(m):
+    # measured (seeds 0-3): with definitions seen 0.69-0.74 (bare 0.73-0.78); new task types 0.08-0.15 (bare 0.05-0.22)
+    assert m["ni_instructed_seen_accuracy"] >= m["sft_accuracy"] - 0.15  # the trained tasks are learned either way
+    for heldout in (m["ni_instructed_heldout_task_accuracy"], m["heldout_task_accuracy_sft"]):
+        assert heldout <= 0.35 and heldout <= m["sft_accuracy"] - 0.3
+
+
 def test_demo_prompts_are_scored(m):
     assert 1 <= m["demo_right_after_sft"] <= 4  # measured (seeds 0-3): 2 of 4
 
@@ -88,6 +102,9 @@ def test_accuracy_grows_with_data(m):
     assert len(sizes) >= 4 and sizes == sorted(sizes) and len(acc) == len(sizes)
     # measured (seeds 0-3): 30 examples 0.23-0.32, all 1,250 examples 0.60-0.62 (gap 0.30-0.38)
     assert acc[-1] >= acc[0] + 0.15
+    (low_first, high_first), (low_last, _) = m["data_curve_interval"][0], m["data_curve_interval"][-1]
+    assert low_first <= acc[0] <= high_first
+    assert high_first < low_last  # the gain is larger than the test set's noise (half-widths about 0.07)
 
 
 def test_curation_removes_exactly_what_was_planted(m):
