@@ -44,6 +44,7 @@ LEVERS = [
     Lever("32 x 1024, autocast, fused AdamW", fused_adamw=True),
     Lever("32 x 1024, bf16 weights, fused AdamW", weights="bf16", fused_adamw=True),
     Lever("32 x 1024, autocast, fused AdamW, torch.compile", fused_adamw=True, compile=True),
+    Lever("64 x 1024, autocast, fused AdamW, torch.compile", batch=64, fused_adamw=True, compile=True),
     Lever("64 x 1024, bf16 weights, fused AdamW, torch.compile", batch=64, weights="bf16", fused_adamw=True, compile=True),
     # Last: Liger patches transformers' classes for the rest of the process, so later rows would measure it too.
     Lever("32 x 1024, autocast, fused AdamW, Liger kernels", fused_adamw=True, liger=True),
