@@ -12,6 +12,7 @@ Import what you need explicitly, e.g. ``from course_utils.metrics import exact_m
 * training: the tiny-model training loop
 * sft: the tiny SFT model (TRL), chat-prompt generation, accuracy per group
 * metrics: loss, perplexity, exact match, answer choices, the fact probe
+* labeller: the scripted labeller's rule (correct > polite > concise) that ranked the preference data
 * measure: wall time, peak memory, metrics.json
 * memory: bytes per parameter when training
 

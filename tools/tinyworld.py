@@ -18,6 +18,7 @@ from pathlib import Path
 
 from course_utils.data import DATA_DIR
 from course_utils.data import people as people_of
+from course_utils.labeller import rank, score
 
 SEED = 1234
 
@@ -316,7 +317,7 @@ RAMBLE = " Let me also say that I thought about this for a long, long time and w
 
 
 def preference_rows(rng: random.Random, world: dict, n: int, avoid: set[str]) -> list[dict]:
-    """Prompts with four responses, ranked by a scripted labeller: correct > polite > concise."""
+    """Prompts with four responses, ranked by the scripted labeller (course_utils.labeller): correct > polite > concise."""
     core = people_of("core", world)
     tasks = [t for t in TASKS if t not in HELDOUT_TASKS]
     rows: list[dict] = []
@@ -336,8 +337,8 @@ def preference_rows(rng: random.Random, world: dict, n: int, avoid: set[str]) ->
         ):
             text = rng.choice(POLITE if polite else RUDE).format(x=answer if correct else wrong)
             responses.append(text + ("" if concise else RAMBLE))
-            scores.append(4 * correct + 2 * polite + concise)
-        ranking = sorted(range(4), key=lambda i: -scores[i])
+            scores.append(score(responses[-1], answer))  # the labeller judges the text, as it will judge new ones
+        ranking = rank(responses, answer)
         rows.append({"task": task, "prompt": prompt, "answer": answer, "responses": responses,
                      "scores": scores, "ranking": ranking})  # fmt: skip
     return rows
