@@ -113,17 +113,16 @@ def bench_training(device: torch.device, steps: int = 30, batch_size: int = 16) 
         for run in (run_course, run_minimal) if rep % 2 == 0 else (run_minimal, run_course):
             run(rep)
     peak = {"fp32": peak_matmul_flops(torch.float32, device), "bf16": peak_matmul_flops(torch.bfloat16, device)}
-    used = precision
     achieved = statistics.median(course) * training_flops_per_token(warm_up)
     return {
-        "dtype": used,
+        "dtype": precision,
         "course_tokens_per_s": statistics.median(course),
         "minimal_tokens_per_s": statistics.median(minimal),
         "ratio_course_over_minimal": statistics.median(course) / statistics.median(minimal),
         "peak_flops_fp32": peak["fp32"],
         "peak_flops_bf16": peak["bf16"],
         "achieved_flops": achieved,
-        "mfu": achieved / peak[used],
+        "mfu": achieved / peak[precision],
     }
 
 

@@ -1,11 +1,12 @@
-"""Install the course's run-time packages into Colab's live runtime: ``setup_colab()``, called by each notebook's
-first cell once it has cloned the repository.
+"""Install the course's run-time packages into Colab's live runtime. Each notebook's first cell clones the
+repository and runs this file in the notebook's own process (``%run tools/colab_install.py --setup``).
 
 Only the "run time" section of requirements.txt is installed: Colab keeps its own torch, numpy and
 matplotlib, and none of the tools (JupyterLab, papermill, ruff, pytest) that a laptop needs. If pip
 replaced a package that the running session had already imported, it stops and asks for a restart.
 
     python -m tools.colab_install --dry-run      # what would be installed
+    %run tools/colab_install.py --setup          # in a notebook: install, check, make the package importable
 """
 
 from __future__ import annotations
@@ -62,18 +63,28 @@ def install(dry_run: bool = False) -> list[str]:
 
 
 def setup_colab(dry_run: bool = False) -> None:
-    """Install, stop with a clear message if the session must restart, and move into notebooks/."""
+    """Install, stop with a clear message if the session must restart, make course_utils importable, move into notebooks/.
+
+    Runs in the notebook's process: an editable install is only seen by a new process, hence the sys.path entry.
+    """
     changed = install(dry_run)
     stale = [name for name in changed if name in sys.modules]
     if stale:
         raise SystemExit(f"{stale} were upgraded under this session: Runtime > Restart session, then run all again.")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     os.chdir(ROOT / "notebooks")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be installed, install nothing")
-    install(parser.parse_args(argv).dry_run)
+    parser.add_argument("--setup", action="store_true", help="also check for a restart and enter notebooks/ (Colab)")
+    args = parser.parse_args(argv)
+    if args.setup:
+        setup_colab(args.dry_run)
+    else:
+        install(args.dry_run)
     return 0
 
 

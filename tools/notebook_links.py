@@ -20,18 +20,12 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 COLAB_CELL = """\
-# Colab only: fetch the course and install what the notebooks need. Elsewhere `make setup` did this.
-import subprocess
+# Colab only: fetch the course, install what the notebooks need (elsewhere `make setup` did). Forks: README.
 import sys
 
-REPO_URL = "{url}"  # forks: README, "Colab and forks"
 if "google.colab" in sys.modules:
-    if subprocess.run(f"test -d /content/course || git clone -q {{REPO_URL}} /content/course", shell=True).returncode:
-        raise RuntimeError(f"could not clone {{REPO_URL}}: check the URL and the runtime's network, then run again")
-    sys.path.insert(0, "/content/course")
-    from tools.colab_install import setup_colab
-
-    setup_colab()  # installs the run-time pins; asks for a restart if needed; moves into notebooks/"""
+    !test -d /content/course || git clone -q {url} /content/course || echo "could not clone {url}: check it and the network"
+    %run /content/course/tools/colab_install.py --setup"""
 
 
 def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:

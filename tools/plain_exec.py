@@ -16,6 +16,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from tools.notebook_links import is_colab_cell
+
 
 def parameter_cell(values: dict[str, str]) -> str:
     """Assignments for the parameters: numbers stay numbers, anything else becomes a string."""
@@ -31,7 +33,7 @@ def parameter_cell(values: dict[str, str]) -> str:
 def code_cells(notebook: Path, values: dict[str, str]) -> list[str]:
     cells, injected = [], False
     for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-        if cell["cell_type"] != "code":
+        if cell["cell_type"] != "code" or is_colab_cell(cell):  # Colab only, and IPython syntax: nothing to do here
             continue
         cells.append("".join(cell["source"]))
         if "parameters" in cell.get("metadata", {}).get("tags", []):
