@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -105,19 +106,34 @@ def save_checkpoint(out: Path, model, tokenizer, history: dict | None = None) ->
         write_json_atomic(out / "history.json", history)
 
 
+def cached_checkpoint(key: str, train: Callable[[], tuple], trained: tuple | None, label: str) -> Path:
+    """The cache entry ``key``: a (model, tokenizer, history) checkpoint, written once, atomically.
+
+    trained: the (model, tokenizer, history) a notebook already trained by exactly the recipe the key hashes; saved
+    instead of calling train(), which otherwise builds it. Each checkpoint's one writer calls this.
+    """
+
+    def build(out: Path) -> None:
+        if trained is None:
+            print(f"building {label} into the cache...")
+        save_checkpoint(out, *(trained or train()))
+
+    return cached_dir(key, build)
+
+
+def trainer_history(trainer) -> dict:
+    """What a checkpoint keeps of a transformers Trainer's run: its log history (the loss curve)."""
+    return {"log_history": trainer.state.log_history}
+
+
 def tiny_base_dir(recipe: PretrainRecipe = BASE_RECIPE, trained: tuple | None = None) -> Path:
     """The cached tiny pretrained base model, trained by recipe if missing (about 1 min on 2 cores).
 
     trained: (model, tokenizer, history) that a notebook already trained by exactly this recipe; saved
     instead of training again (week 1 does this). The entry is written here and nowhere else.
     """
-
-    def build(out: Path) -> None:
-        if trained is None:
-            print(f"building the tiny base model into the cache ({recipe.train.steps} steps)...")
-        save_checkpoint(out, *(trained or pretrain_tiny_model(recipe)))
-
-    return cached_dir(tiny_base_key(recipe), build)
+    label = f"the tiny base model ({recipe.train.steps} steps)"
+    return cached_checkpoint(tiny_base_key(recipe), lambda: pretrain_tiny_model(recipe), trained, label)
 
 
 def load_tiny_base(recipe: PretrainRecipe = BASE_RECIPE):

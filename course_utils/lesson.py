@@ -21,7 +21,7 @@ from course_utils.env import (
     get_device,
     set_seed,
 )
-from course_utils.measure import process_peak_rss_bytes, write_metrics
+from course_utils.measure import cuda_peak_bytes, process_peak_rss_bytes, write_metrics
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Run:
         """Record wall time and peak memory, write metrics.json into output_dir, print a summary."""
         self.metrics.update(wall_s=time.perf_counter() - self.started, peak_mem_bytes=process_peak_rss_bytes())
         if self.device.type == "cuda":
-            self.metrics["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated()
+            self.metrics["peak_gpu_mem_bytes"] = cuda_peak_bytes()  # across measure() blocks, which reset CUDA's
         path = write_metrics(self.output_dir, self.metrics)
         if show:
             for key, value in self.metrics.items():

@@ -51,6 +51,16 @@ def current_rss_bytes() -> int:
     return _proc_status_bytes("VmRSS") or process_peak_rss_bytes()
 
 
+_cuda_peak_before_reset = 0  # measure() resets CUDA's peak counter; the run's peak must survive that
+
+
+def cuda_peak_bytes() -> int:
+    """Peak CUDA memory allocated by this process so far, across every measure() block (0 without CUDA)."""
+    if not torch.cuda.is_available():
+        return 0
+    return max(_cuda_peak_before_reset, int(torch.cuda.max_memory_allocated()))
+
+
 @dataclass
 class Measurement:
     """Filled in when the ``measure`` block ends."""
@@ -74,7 +84,9 @@ def measure(label: str = "", show: bool = True) -> Iterator[Measurement]:
     result = Measurement(label=label)
     cuda = torch.cuda.is_available()
     if cuda:
+        global _cuda_peak_before_reset
         torch.cuda.synchronize()
+        _cuda_peak_before_reset = cuda_peak_bytes()
         torch.cuda.reset_peak_memory_stats()
         result.memory_kind = "cuda"
     else:

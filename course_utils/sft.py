@@ -16,13 +16,13 @@ from pathlib import Path
 
 import datasets
 import torch
-from course_utils.cache import cached_dir
-from course_utils.checkpoints import cache_key, load_tiny_base, save_checkpoint, tiny_base_key
+from course_utils.checkpoints import cache_key, cached_checkpoint, load_tiny_base, tiny_base_key, trainer_history
 from course_utils.data import read_jsonl
 from course_utils.env import check_precision
 from course_utils.metrics import exact_match
 from course_utils.models import load_model, load_tokenizer
 from course_utils.tokenizer import IM_END
+from course_utils.training import trainer_arguments
 from transformers import PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
@@ -67,28 +67,13 @@ def sft_dataset(rows: list[dict]) -> datasets.Dataset:
 
 def sft_config(output_dir: str | Path, recipe: SFTRecipe = SFT_RECIPE, **overrides) -> SFTConfig:
     """TRL's SFTConfig for recipe: assistant-only loss, the recipe's precision, no checkpoints saved."""
-    values = dict(
-        output_dir=str(output_dir),
-        num_train_epochs=recipe.epochs,
-        learning_rate=recipe.lr,
-        lr_scheduler_type="cosine",
+    values = trainer_arguments(output_dir, recipe.epochs, recipe.lr, recipe.batch_size, recipe.precision, recipe.seed)
+    values.update(
         warmup_steps=recipe.warmup_steps,
         weight_decay=recipe.weight_decay,
-        per_device_train_batch_size=recipe.batch_size,
         max_length=recipe.max_length,
         assistant_only_loss=True,  # needs {% generation %} markers in the chat template
         packing=False,
-        activation_checkpointing=False,  # TRL turns it on: memory a tiny model does not need, paid for in time
-        bf16=recipe.precision == "bf16",  # mixed precision: autocast over fp32 master weights
-        fp16=recipe.precision == "fp16",  # with loss scaling; only on GPUs without native bf16
-        logging_steps=10,
-        save_strategy="no",
-        report_to="none",
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,  # pinned host memory speeds up large host-to-GPU copies; ours are tiny
-        disable_tqdm=False,  # a progress bar (with True, the Trainer prints every log line instead)
     )
     values.update(overrides)
     return SFTConfig(**values)
@@ -132,16 +117,12 @@ def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE, trained: tuple | None = None) -
     instead of training again (week 2 does this). The entry is written here and nowhere else.
     """
 
-    def build(out: Path) -> None:
-        if trained is None:
-            print("building the tiny SFT model into the cache...")
-            model, tokenizer = load_tiny_base()
-            trainer = train_tiny_sft(model, tokenizer, recipe=recipe)
-        else:
-            model, tokenizer, trainer = trained
-        save_checkpoint(out, model, tokenizer, {"log_history": trainer.state.log_history})
+    def train() -> tuple:
+        model, tokenizer = load_tiny_base()
+        return model, tokenizer, trainer_history(train_tiny_sft(model, tokenizer, recipe=recipe))
 
-    return cached_dir(tiny_sft_key(recipe), build)
+    done = trained and (trained[0], trained[1], trainer_history(trained[2]))
+    return cached_checkpoint(tiny_sft_key(recipe), train, done, "the tiny SFT model")
 
 
 def load_tiny_sft(recipe: SFTRecipe = SFT_RECIPE):

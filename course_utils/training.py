@@ -97,3 +97,29 @@ def train_causal_lm(
     history["tokens_per_s"] = tokens / history["wall_s"]
     model.eval()
     return history
+
+
+def trainer_arguments(output_dir, epochs: float, lr: float, batch_size: int, precision: str, seed: int) -> dict:
+    """The arguments every TRL trainer of the course shares (SFTConfig, RewardConfig, ...), as a dict.
+
+    Cosine schedule, mixed precision by the course's rule, no activation checkpointing (TRL turns it on: memory a
+    tiny model does not need, paid for in time), no checkpoints or reports, a progress bar.
+    """
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        lr_scheduler_type="cosine",
+        per_device_train_batch_size=batch_size,
+        activation_checkpointing=False,
+        bf16=precision == "bf16",  # mixed precision: autocast over fp32 master weights
+        fp16=precision == "fp16",  # with loss scaling; only on GPUs without native bf16
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,  # pinned host memory speeds up large host-to-GPU copies; ours are tiny
+        disable_tqdm=False,  # a progress bar (with True, the Trainer prints every log line instead)
+    )
