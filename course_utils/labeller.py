@@ -8,8 +8,9 @@ uses it as a judge to compare with the reward model). A response earns
 * 2 points if it is **polite**: none of the rude phrases below,
 * 1 point if it is **concise**: at most ``MAX_CONCISE_WORDS`` words,
 
-so correctness outweighs tone, and tone outweighs length. ``tools/tinyworld.py`` scores the preference data with
-this very function; a test checks that it reproduces every stored score.
+so correctness outweighs tone, and tone outweighs length. ``mean_score`` and ``compare`` judge whole sets of answers
+(one model's, or two models' head to head). ``tools/tinyworld.py`` scores the preference data with ``score``; a
+test checks that it reproduces every stored score.
 """
 
 from __future__ import annotations
@@ -53,3 +54,18 @@ def rank(responses: list[str], answer: str) -> list[int]:
     """Indices of responses, best first (ties keep their order), as the labeller ranks them."""
     scores = [score(r, answer) for r in responses]
     return sorted(range(len(responses)), key=lambda i: -scores[i])
+
+
+def mean_score(responses: list[str], answers: list[str]) -> float:
+    """The labeller's mean score (0 to 7) of responses, each against its reference answer."""
+    if len(responses) != len(answers):
+        raise ValueError(f"expected one response per answer, found {len(responses)} for {len(answers)} answers")
+    return sum(score(r, a) for r, a in zip(responses, answers)) / len(answers)
+
+
+def compare(responses_a: list[str], responses_b: list[str], answers: list[str]) -> tuple[int, int, int]:
+    """(wins, losses, ties) of responses_a against responses_b, prompt by prompt, by the labeller's score."""
+    if not len(responses_a) == len(responses_b) == len(answers):
+        raise ValueError(f"expected equal lengths, found {len(responses_a)}, {len(responses_b)} and {len(answers)}")
+    pairs = [(score(a, ans), score(b, ans)) for a, b, ans in zip(responses_a, responses_b, answers)]
+    return sum(x > y for x, y in pairs), sum(x < y for x, y in pairs), sum(x == y for x, y in pairs)

@@ -36,6 +36,7 @@ from course_utils.labeller import judge
 from course_utils.models import load_model, load_tokenizer
 from course_utils.sft import (
     SFTRecipe,
+    chat_prompts,
     end_of_turn_ids,
     load_tiny_sft,
     sft_config,
@@ -104,25 +105,26 @@ def load_policy(path: Path):
 # ----------------------------------------------------------------------------------------------- reward model
 
 
+def ranking_pairs(ranking: list[int], scores: list[int]) -> list[tuple[int, int]]:
+    """(better, worse) index pairs of one ranking (best first): each response against every one ranked below it,
+    K(K-1)/2 of them for K responses; equal scores carry no preference and give no pair."""
+    return [(a, b) for i, a in enumerate(ranking) for b in ranking[i + 1 :] if scores[a] > scores[b]]
+
+
 def preference_pairs(rows: list[dict]) -> list[dict]:
     """Every (better, worse) pair of each row's ranking, in TRL's conversational preference format.
 
     A ranking of K responses gives K(K-1)/2 pairs; pairs the labeller scored equal carry no preference and are dropped.
     """
-    pairs = []
-    for row in rows:
-        order, scores = row["ranking"], row["scores"]
-        for i, better in enumerate(order):
-            for worse in order[i + 1 :]:
-                if scores[better] > scores[worse]:
-                    pairs.append(
-                        {
-                            "prompt": [{"role": "user", "content": row["prompt"]}],
-                            "chosen": [{"role": "assistant", "content": row["responses"][better]}],
-                            "rejected": [{"role": "assistant", "content": row["responses"][worse]}],
-                        }
-                    )
-    return pairs
+    return [
+        {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["responses"][better]}],
+            "rejected": [{"role": "assistant", "content": row["responses"][worse]}],
+        }
+        for row in rows
+        for better, worse in ranking_pairs(row["ranking"], row["scores"])
+    ]
 
 
 @dataclass(frozen=True)
@@ -283,13 +285,6 @@ class Rollout:
     attention_mask: torch.Tensor
     prompt_len: int
     response_mask: torch.Tensor  # (B, T) float: 1 on response tokens up to and including the end of turn
-
-
-def chat_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> list[str]:
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-        for p in prompts
-    ]
 
 
 @torch.no_grad()
@@ -473,7 +468,7 @@ def evaluate_policy(policy, reference, reward_model, tokenizer, prompts: list[st
     kl = ((token_logprobs(policy, seq, attn, P) - token_logprobs(reference, seq, attn, P)) * mask).sum(-1)
     responses = decode_responses(tokenizer, batch)
     scores = reward_scores(reward_model, tokenizer, prompts, responses)
-    return {"reward": scores.mean().item(), "kl": kl.mean().item(), "responses": responses, "scores": scores.tolist()}
+    return {"reward": scores.mean().item(), "kl": kl.mean().item(), "responses": responses}
 
 
 def tiny_ppo_key(settings: PPOSettings = PPO_SETTINGS) -> str:

@@ -131,6 +131,14 @@ def load_tiny_sft(recipe: SFTRecipe = SFT_RECIPE):
     return load_model(path).eval(), load_tokenizer(path)
 
 
+def chat_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn rendered by the chat template, ending with the cue for the assistant's answer."""
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        for p in prompts
+    ]
+
+
 def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Token ids that end an answer: the chat template's end of turn and the end-of-text token."""
     ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)}
@@ -158,9 +166,7 @@ def generate_answers(
     try:
         for i in range(0, len(prompts), batch_size):
             texts = prompts[i : i + batch_size]
-            if chat:
-                chats = [[{"role": "user", "content": p}] for p in texts]
-                texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+            texts = chat_prompts(tokenizer, texts) if chat else texts
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             out = model.generate(
                 **enc,

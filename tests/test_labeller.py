@@ -2,7 +2,7 @@
 
 import pytest
 from course_utils.data import read_jsonl
-from course_utils.labeller import judge, rank, score
+from course_utils.labeller import compare, judge, mean_score, rank, score
 
 
 @pytest.mark.parametrize("name", ["preference_train.jsonl", "preference_test.jsonl"])
@@ -25,3 +25,11 @@ def test_criteria_on_new_text():
 def test_empty_reference_is_refused():
     with pytest.raises(ValueError, match="reference answer must contain a word"):
         score("anything", "  ?")
+
+
+def test_sets_of_answers():
+    answers = ["27", "sad"]
+    assert mean_score(["Of course. 27", "Whatever. happy"], answers) == (7 + 1) / 2
+    assert compare(["Sure! 27", "sad"], ["27", "Ugh. sad"], answers) == (1, 0, 1)
+    with pytest.raises(ValueError, match="equal lengths"):
+        compare(["27"], [], answers)

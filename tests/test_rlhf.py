@@ -16,6 +16,7 @@ from course_utils.rlhf import (
     policy_loss,
     position_ids,
     preference_pairs,
+    ranking_pairs,
     tiny_ppo_key,
     tiny_reward_key,
     value_loss,
@@ -35,6 +36,11 @@ def test_a_ranking_of_four_distinct_scores_gives_six_pairs():
     assert len(pairs) == 6
     assert all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
     assert pairs[0]["chosen"][0]["content"] == "w" and pairs[0]["rejected"][0]["content"] == "y"
+
+
+def test_ranking_pairs_are_index_pairs_best_first():
+    assert ranking_pairs([0, 2, 1], [7, 3, 5]) == [(0, 2), (0, 1), (2, 1)]
+    assert len(ranking_pairs(list(range(7)), list(range(7, 0, -1)))) == 21
 
 
 def test_ties_give_no_pair():
