@@ -69,3 +69,9 @@ def compare(responses_a: list[str], responses_b: list[str], answers: list[str]) 
         raise ValueError(f"expected equal lengths, found {len(responses_a)}, {len(responses_b)} and {len(answers)}")
     pairs = [(score(a, ans), score(b, ans)) for a, b, ans in zip(responses_a, responses_b, answers)]
     return sum(x > y for x, y in pairs), sum(x < y for x, y in pairs), sum(x == y for x, y in pairs)
+
+
+def win_rate(responses_a: list[str], responses_b: list[str], answers: list[str]) -> float:
+    """Share of prompts where the labeller scores responses_a above responses_b, among those it does not tie."""
+    wins, losses, _ = compare(responses_a, responses_b, answers)
+    return wins / max(wins + losses, 1)

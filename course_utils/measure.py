@@ -14,11 +14,14 @@ from pathlib import Path
 import torch
 from course_utils.cache import write_json_atomic
 
+_rss_peak_before_reset = 0  # measure() resets the kernel's peak-RSS counter; the run's peak must survive that
+
 
 def process_peak_rss_bytes() -> int:
-    """Peak resident memory of this process since it started (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process since it started, across every measure() block (Linux reports KiB,
+    macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return max(_rss_peak_before_reset, int(peak if sys.platform == "darwin" else peak * 1024))
 
 
 def _reset_peak_rss() -> bool:
@@ -43,6 +46,7 @@ def _proc_status_bytes(field: str) -> int | None:
 
 
 def _read_peak_rss() -> int:
+    """The kernel's peak-RSS counter, since the last reset (VmHWM on Linux; the process peak elsewhere)."""
     return _proc_status_bytes("VmHWM") or process_peak_rss_bytes()
 
 
@@ -90,6 +94,8 @@ def measure(label: str = "", show: bool = True) -> Iterator[Measurement]:
         torch.cuda.reset_peak_memory_stats()
         result.memory_kind = "cuda"
     else:
+        global _rss_peak_before_reset
+        _rss_peak_before_reset = max(_rss_peak_before_reset, _read_peak_rss())
         _reset_peak_rss()
     start = time.perf_counter()
     try:

@@ -2,7 +2,7 @@
 
 import pytest
 from course_utils.data import read_jsonl
-from course_utils.labeller import compare, judge, mean_score, rank, score
+from course_utils.labeller import compare, judge, mean_score, rank, score, win_rate
 
 
 @pytest.mark.parametrize("name", ["preference_train.jsonl", "preference_test.jsonl"])
@@ -31,5 +31,7 @@ def test_sets_of_answers():
     answers = ["27", "sad"]
     assert mean_score(["Of course. 27", "Whatever. happy"], answers) == (7 + 1) / 2
     assert compare(["Sure! 27", "sad"], ["27", "Ugh. sad"], answers) == (1, 0, 1)
+    assert win_rate(["Sure! 27", "sad"], ["27", "Ugh. sad"], answers) == 1.0  # the tie is left out
+    assert win_rate(["27"], ["27"], ["27"]) == 0.0  # all ties: no evidence either way
     with pytest.raises(ValueError, match="equal lengths"):
         compare(["27"], [], answers)
