@@ -11,10 +11,13 @@ Import what you need explicitly, e.g. ``from course_utils.metrics import exact_m
 * checkpoints: the cached tokenizer, tiny base model and offline SmolLM2, one builder each
 * training: the tiny-model training loop
 * sft: the tiny SFT model (TRL), chat-prompt generation, accuracy per group
+* rlhf: week 3's chatty SFT start, reward model and PPO policy, and the PPO pieces
+* dpo: week 4's DPO policy (TRL's DPOTrainer), cached
+* adapters: new task types for the SFT model, the LoRA recipe (peft), the cached LoRA adapters
 * metrics: loss, perplexity, exact match, answer choices, the fact probe
 * labeller: the scripted labeller's rule (correct > polite > concise) that ranked the preference data
 * measure: wall time, peak memory, metrics.json
-* memory: bytes per parameter when training
+* memory: bytes per parameter when training, and what an optimizer holds
 
 The tools that run, test and measure the course (``make course``, ``make bench``, ``make data``) live
 in ``tools/`` beside the package; nothing here imports them.

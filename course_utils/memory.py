@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -55,3 +57,18 @@ def activation_bytes_llama(config, batch: int, seq_len: int, dtype_bytes: int = 
     per_layer = tokens * (16 * config.hidden_size + 4 * config.intermediate_size) * dtype_bytes
     logits = 2 * tokens * config.vocab_size * 4  # logits and log-softmax, kept in fp32
     return config.num_hidden_layers * per_layer + logits
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes an optimizer holds in state tensors (AdamW: exp_avg and exp_avg_sq per trainable parameter).
+
+    Measured from the optimizer itself, so it checks the 8 bytes per trainable parameter that training_memory
+    assumes. Accepts a torch optimizer or accelerate's wrapper around one (a Trainer's ``trainer.optimizer``).
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return sum(
+        t.numel() * t.element_size()
+        for state in inner.state.values()
+        for t in state.values()
+        if torch.is_tensor(t) and t.dim() > 0  # skip the per-parameter step counters (scalars)
+    )
