@@ -180,9 +180,8 @@ def tiny_lora_dir(recipe: LoraRecipe = LORA_RECIPE, trained: tuple | None = None
                                 disable_tqdm=True)  # fmt: skip
         return trainer.model, tokenizer, trainer_history(trainer)
 
-    done = trained and (trained[0], trained[1], trainer_history(trained[2]))
     label = f"the tiny LoRA adapter ({' + '.join(recipe.tasks)}, r={recipe.r})"
-    return cached_checkpoint(tiny_lora_key(recipe), train, done, label)
+    return cached_checkpoint(tiny_lora_key(recipe), train, trained, label)
 
 
 def load_tiny_lora(recipe: LoraRecipe = LORA_RECIPE, adapter_name: str = "default"):

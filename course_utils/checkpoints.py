@@ -109,14 +109,18 @@ def save_checkpoint(out: Path, model, tokenizer, history: dict | None = None) ->
 def cached_checkpoint(key: str, train: Callable[[], tuple], trained: tuple | None, label: str) -> Path:
     """The cache entry ``key``: a (model, tokenizer, history) checkpoint, written once, atomically.
 
-    trained: the (model, tokenizer, history) a notebook already trained by exactly the recipe the key hashes; saved
-    instead of calling train(), which otherwise builds it. Each checkpoint's one writer calls this.
+    trained: the (model, tokenizer, history or the transformers Trainer that trained it) a notebook already trained
+    by exactly the recipe the key hashes; saved instead of calling train(), which otherwise builds it. Each
+    checkpoint's one writer calls this.
     """
 
     def build(out: Path) -> None:
         if trained is None:
             print(f"building {label} into the cache...")
-        save_checkpoint(out, *(trained or train()))
+        model, tokenizer, history = trained or train()
+        if hasattr(history, "state"):  # a Trainer: keep its loss curve
+            history = trainer_history(history)
+        save_checkpoint(out, model, tokenizer, history)
 
     return cached_dir(key, build)
 

@@ -89,8 +89,7 @@ def tiny_dpo_dir(recipe: DPORecipe = DPO_RECIPE, trained: tuple | None = None) -
                                 dpo_config(tmp, recipe, disable_tqdm=True))  # fmt: skip
         return model, tokenizer, trainer_history(trainer)
 
-    done = trained and (trained[0], trained[1], trainer_history(trained[2]))
-    return cached_checkpoint(tiny_dpo_key(recipe), train, done, "the tiny DPO policy")
+    return cached_checkpoint(tiny_dpo_key(recipe), train, trained, "the tiny DPO policy")
 
 
 def load_tiny_dpo(recipe: DPORecipe = DPO_RECIPE):

@@ -204,8 +204,7 @@ def tiny_reward_dir(recipe: RewardRecipe = REWARD_RECIPE, trained: tuple | None 
         model, tokenizer, trainer = reward_model_from(tiny_chatty_sft_dir(), recipe)
         return model, tokenizer, trainer_history(trainer)
 
-    done = trained and (trained[0], trained[1], trainer_history(trained[2]))
-    return cached_checkpoint(tiny_reward_key(recipe), train, done, "the tiny reward model")
+    return cached_checkpoint(tiny_reward_key(recipe), train, trained, "the tiny reward model")
 
 
 def load_tiny_reward_model(recipe: RewardRecipe = REWARD_RECIPE):

@@ -121,8 +121,7 @@ def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE, trained: tuple | None = None) -
         model, tokenizer = load_tiny_base()
         return model, tokenizer, trainer_history(train_tiny_sft(model, tokenizer, recipe=recipe))
 
-    done = trained and (trained[0], trained[1], trainer_history(trained[2]))
-    return cached_checkpoint(tiny_sft_key(recipe), train, done, "the tiny SFT model")
+    return cached_checkpoint(tiny_sft_key(recipe), train, trained, "the tiny SFT model")
 
 
 def load_tiny_sft(recipe: SFTRecipe = SFT_RECIPE):
