@@ -10,6 +10,8 @@ favourite colours. Week 5 teaches them, with full fine-tuning and with adapters,
 * ``train_adapter()``: TRL's ``SFTTrainer`` with a peft config (or none: full fine-tuning) for the recipe's steps.
 * ``tiny_lora_dir()`` / ``load_tiny_lora()``: the tiny SFT model's LoRA adapter for a recipe, cached (one writer):
   ``LORA_RECIPE`` for both task types, ``TASK_ADAPTER_RECIPES`` one per task type (weeks 6 and 7 load them).
+* ``tiny_qlora_dir()`` / ``load_tiny_qlora()``: the same LoRA recipe trained on the tiny SFT model loaded in 4-bit
+  NF4 (QLoRA, week 6), cached for week 7.
 * ``files_bytes()``: what a saved checkpoint or adapter costs on disk.
 """
 
@@ -26,7 +28,8 @@ from course_utils.checkpoints import cache_key, cached_checkpoint, trainer_histo
 from course_utils.data import people, read_jsonl
 from course_utils.env import check_precision
 from course_utils.models import load_tokenizer
-from course_utils.sft import SFTRecipe, load_tiny_sft, sft_config, sft_dataset, tiny_sft_key
+from course_utils.quantize import load_quantized
+from course_utils.sft import SFTRecipe, load_tiny_sft, sft_config, sft_dataset, tiny_sft_dir, tiny_sft_key
 from peft import LoraConfig, PeftConfig, PeftModel
 from transformers import PreTrainedTokenizerBase, set_seed
 from trl import SFTConfig, SFTTrainer
@@ -174,14 +177,20 @@ def tiny_lora_dir(recipe: LoraRecipe = LORA_RECIPE, trained: tuple | None = None
     by exactly this recipe; saved instead of training again. The entry is written here and nowhere else.
     """
 
+    label = f"the tiny LoRA adapter ({' + '.join(recipe.tasks)}, r={recipe.r})"
+    return _cached_adapter(tiny_lora_key(recipe), load_tiny_sft, recipe, trained, label)
+
+
+def _cached_adapter(key: str, load_base, recipe: LoraRecipe, trained: tuple | None, label: str) -> Path:
+    """The cache entry key: recipe's LoRA adapter trained on load_base() (unless trained is given), saved once."""
+
     def train() -> tuple:
-        model, tokenizer = load_tiny_sft()
+        model, tokenizer = load_base()
         trainer = train_adapter(model, tokenizer, new_task_rows(recipe.tasks), recipe, lora_config(recipe),
                                 disable_tqdm=True)  # fmt: skip
         return trainer.model, tokenizer, trainer_history(trainer)
 
-    label = f"the tiny LoRA adapter ({' + '.join(recipe.tasks)}, r={recipe.r})"
-    return cached_checkpoint(tiny_lora_key(recipe), train, trained, label)
+    return cached_checkpoint(key, train, trained, label)
 
 
 def load_tiny_lora(recipe: LoraRecipe = LORA_RECIPE, adapter_name: str = "default"):
@@ -189,6 +198,39 @@ def load_tiny_lora(recipe: LoraRecipe = LORA_RECIPE, adapter_name: str = "defaul
     path = tiny_lora_dir(recipe)
     base, _ = load_tiny_sft()
     return PeftModel.from_pretrained(base, path, adapter_name=adapter_name).eval(), load_tokenizer(path)
+
+
+QLORA_BASE = "nf4"  # the base model's format under QLoRA: bitsandbytes NF4, blocks of 64, computing in fp32
+
+
+def tiny_qlora_key(recipe: LoraRecipe = LORA_RECIPE) -> str:
+    """Cache key: the LoRA key's parts plus the 4-bit base format."""
+    return cache_key("tiny-qlora", QLORA_BASE, tiny_lora_key(recipe), data_files=())
+
+
+def load_tiny_nf4_sft():
+    """(the tiny SFT model in bitsandbytes NF4, tokenizer): the base QLoRA trains on."""
+    path = tiny_sft_dir()
+    model, _ = load_quantized(path, QLORA_BASE)
+    return model, load_tokenizer(path)
+
+
+def tiny_qlora_dir(recipe: LoraRecipe = LORA_RECIPE, trained: tuple | None = None) -> Path:
+    """The cached QLoRA adapter: recipe's LoRA trained on the NF4 tiny SFT model (seconds on 2 CPU cores).
+
+    Holds the adapter files, the tokenizer and the loss history. trained: (peft model, tokenizer, trainer) that week 6
+    already trained by exactly this recipe on load_tiny_nf4_sft(); saved instead of training again.
+    """
+
+    label = f"the tiny QLoRA adapter ({' + '.join(recipe.tasks)}, r={recipe.r}, {QLORA_BASE} base)"
+    return _cached_adapter(tiny_qlora_key(recipe), load_tiny_nf4_sft, recipe, trained, label)
+
+
+def load_tiny_qlora(recipe: LoraRecipe = LORA_RECIPE):
+    """(PeftModel: the NF4 tiny SFT model with the cached QLoRA adapter, tokenizer), in eval mode."""
+    path = tiny_qlora_dir(recipe)
+    base, _ = load_tiny_nf4_sft()
+    return PeftModel.from_pretrained(base, path).eval(), load_tokenizer(path)
 
 
 def files_bytes(directory: str | Path, pattern: str = "*.safetensors") -> int:

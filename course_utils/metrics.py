@@ -30,11 +30,16 @@ def evaluate_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int 
 
 
 def perplexity(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], block_size: int = 128
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    block_size: int = 128,
+    batch_size: int = 32,
 ) -> float:
-    """exp(mean next-token loss) of model on texts packed into blocks."""
+    """exp(mean next-token loss) of model on texts packed into blocks (batch_size blocks at a time: a large
+    vocabulary's logits take batch x block x vocab x 4 bytes)."""
     blocks = pack_texts(texts, tokenizer, block_size)
-    return math.exp(evaluate_loss(model, blocks))
+    return math.exp(evaluate_loss(model, blocks, batch_size))
 
 
 def normalize_answer(text: str) -> str:

@@ -14,9 +14,10 @@ from course_utils.adapters import (
     new_task_eval_rows,
     new_task_rows,
     tiny_lora_key,
+    tiny_qlora_key,
 )
 from course_utils.data import people
-from course_utils.memory import optimizer_state_bytes, training_memory
+from course_utils.memory import optimizer_state_bytes, saved_activation_bytes, training_memory
 
 
 def test_new_task_rows_never_ask_an_evaluation_question():
@@ -64,6 +65,25 @@ def test_changing_a_lora_field_changes_the_key():
     for field, value in [("r", 4), ("lr", 1e-3), ("seed", 1), ("tasks", ("subtract",)), ("precision", "bf16")]:
         assert tiny_lora_key(dataclasses.replace(LORA_RECIPE, **{field: value})) != key, field
     assert len({tiny_lora_key(r) for r in TASK_ADAPTER_RECIPES.values()} | {key}) == 1 + len(NEW_TASKS)
+
+
+def test_the_qlora_adapter_has_its_own_key():
+    assert tiny_qlora_key() != tiny_lora_key()
+    assert tiny_qlora_key(dataclasses.replace(LORA_RECIPE, r=4)) != tiny_qlora_key()
+
+
+def test_activation_checkpointing_keeps_fewer_bytes_for_backward():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=4)  # fmt: skip
+    model = LlamaForCausalLM(config).train()
+    batch = {"input_ids": torch.randint(0, 64, (2, 16))}
+    kept = saved_activation_bytes(model, batch)
+    model.activation_checkpointing_enable()
+    assert 0 < saved_activation_bytes(model, batch) < kept / 2
+    assert all(p.grad is None for p in model.parameters())  # the count leaves no gradients behind
 
 
 def test_adamw_keeps_eight_bytes_per_trainable_parameter():
