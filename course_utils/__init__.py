@@ -17,7 +17,10 @@ Import what you need explicitly, e.g. ``from course_utils.metrics import exact_m
 * metrics: loss, perplexity, exact match, answer choices, the fact probe
 * labeller: the scripted labeller's rule (correct > polite > concise) that ranked the preference data
 * measure: wall time, peak memory, metrics.json
-* memory: bytes per parameter when training, and what an optimizer holds
+* memory: bytes per parameter when training (full, 8-bit, LoRA, QLoRA), ZeRO's per-device memory and traffic,
+  and what an optimizer holds
+* dist_train: week 8's multi-process training script (one process, DDP, FSDP2; each beside its by-hand version)
+* launch_sft: the course's SFT as a script for ``accelerate launch`` with the configs in ``configs/``
 
 The tools that run, test and measure the course (``make course``, ``make bench``, ``make data``) live
 in ``tools/`` beside the package; nothing here imports them.

@@ -7,6 +7,13 @@ Training with AdamW keeps, per parameter:
   an fp32 master copy (4 bytes).
 Full fp32 fine-tuning is therefore 4 + 4 + 8 = 16 bytes per parameter; LoRA pays the 16 bytes only
 for its adapters and 4 (or 2) for the frozen base. Activations come on top and grow with batch x length.
+
+The bonus week scales these counts out:
+- ``bytes_per_param(method)``: the bytes of model state per parameter for fp32 and mixed-precision AdamW, 8-bit
+  AdamW, LoRA and QLoRA (the table of week 8, section 1);
+- ``zero_memory(n_params, n_devices, stage)``: per-device bytes of model state under data parallelism and ZeRO
+  stages 1-3 and offload, by the formulas of the ZeRO paper (Rajbhandari et al., 2020);
+- ``zero_communication(n_params, n_devices, stage)``: bytes each device sends per step under the same scheme.
 """
 
 from __future__ import annotations
@@ -57,6 +64,110 @@ def activation_bytes_llama(config, batch: int, seq_len: int, dtype_bytes: int = 
     per_layer = tokens * (16 * config.hidden_size + 4 * config.intermediate_size) * dtype_bytes
     logits = 2 * tokens * config.vocab_size * 4  # logits and log-softmax, kept in fp32
     return config.num_hidden_layers * per_layer + logits
+
+
+@dataclass(frozen=True)
+class ParamBytes:
+    """Bytes of model state per parameter of the model, by kind (fractions where only some parameters train)."""
+
+    weights: float
+    gradients: float
+    optimizer: float  # optimizer moments
+    master: float = 0.0  # fp32 master copy of low-precision weights
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.master
+
+
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes; 8-bit absmax per 64 weights; fp32 scale per 256 absmax
+BYTES_PER_PARAM_METHODS = ("fp32_adam", "mixed_adam", "fp32_adam8bit", "mixed_adam8bit", "lora", "qlora")
+
+
+def bytes_per_param(method: str, trainable_fraction: float = 0.0) -> ParamBytes:
+    """Model-state bytes per parameter of the model when training by method (activations come on top).
+
+    * ``fp32_adam``: fp32 weights and gradients, AdamW's two fp32 moments: 4 + 4 + 8 = 16.
+    * ``mixed_adam``: bf16 weights and gradients, fp32 moments and an fp32 master copy: 2 + 2 + 8 + 4 = 16.
+    * ``fp32_adam8bit`` / ``mixed_adam8bit``: the moments in 8 bits (bitsandbytes' AdamW8bit): 10 either way.
+    * ``lora`` / ``qlora``: a frozen base in bf16 (2 bytes) or NF4 with double quantization (about 0.52 bytes);
+      adapters of trainable_fraction times the base's parameters, trained in fp32 (16 bytes each, as peft does).
+    """
+    if method not in BYTES_PER_PARAM_METHODS:
+        raise ValueError(f"method must be one of {BYTES_PER_PARAM_METHODS}, found {method!r}")
+    if method in ("lora", "qlora"):
+        if not 0 < trainable_fraction < 1:
+            raise ValueError(
+                f"{method} needs the adapters' size as trainable_fraction in (0, 1), found {trainable_fraction}; "
+                "count it with lora_parameter_count(config, r) / n_params"
+            )
+        base = 2.0 if method == "lora" else NF4_BYTES
+        f = trainable_fraction
+        return ParamBytes(weights=base + 4 * f, gradients=4 * f, optimizer=8 * f)
+    low = method.startswith("mixed")
+    moments = 2.0 if method.endswith("8bit") else 8.0
+    return ParamBytes(weights=2.0 if low else 4.0, gradients=2.0 if low else 4.0, optimizer=moments,
+                      master=4.0 if low else 0.0)  # fmt: skip
+
+
+def lora_parameter_count(config, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj")) -> int:
+    """Parameters LoRA of rank r adds to a Llama config: r * (in + out) per target projection, in every layer."""
+    d, inter = config.hidden_size, config.intermediate_size
+    kv = config.num_key_value_heads * (d // config.num_attention_heads)  # grouped-query attention: narrower k, v
+    shapes = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+              "gate_proj": (d, inter), "up_proj": (d, inter), "down_proj": (inter, d)}  # fmt: skip
+    unknown = [t for t in targets if t not in shapes]
+    if unknown:
+        raise ValueError(f"targets must be among {list(shapes)}, found {unknown}")
+    return config.num_hidden_layers * sum(r * sum(shapes[t]) for t in targets)
+
+
+ZERO_STAGES = ("ddp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
+
+
+def zero_memory(n_params: int, n_devices: int, stage: str, optimizer_bytes: int = 12) -> dict[str, float]:
+    """Per-device bytes of model state (mixed precision AdamW) under data parallelism and ZeRO, and on the host.
+
+    The ZeRO paper's accounting with Psi parameters, N devices and K = optimizer_bytes per parameter (fp32 master
+    copy and two fp32 moments: 12): plain data parallelism (``ddp``) keeps (2 + 2 + K) Psi on every device;
+    stage 1 shards the optimizer state, 2 Psi + 2 Psi + K Psi / N; stage 2 the gradients too, 2 Psi + (2 + K) Psi / N;
+    stage 3 the weights too, (2 + 2 + K) Psi / N. ``zero2_offload`` (ZeRO-Offload) keeps only the bf16 weights on
+    the device and moves the gradient shards, master copy and moments to host memory; ``zero3_offload``
+    (ZeRO-Infinity on CPU) keeps no model state on the device between layers (the layer being computed aside).
+    Returns {"device": bytes, "host": bytes}, per device (per process); activations and buffers come on top.
+    """
+    if stage not in ZERO_STAGES:
+        raise ValueError(f"stage must be one of {ZERO_STAGES}, found {stage!r}")
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be >= 1, found {n_devices}")
+    psi, n, k = float(n_params), n_devices, optimizer_bytes
+    device = {
+        "ddp": (2 + 2 + k) * psi,
+        "zero1": 2 * psi + 2 * psi + k * psi / n,
+        "zero2": 2 * psi + (2 + k) * psi / n,
+        "zero3": (2 + 2 + k) * psi / n,
+        "zero2_offload": 2 * psi,
+        "zero3_offload": 0.0,
+    }[stage]
+    host = {"zero2_offload": (2 + k) * psi / n, "zero3_offload": (2 + 2 + k) * psi / n}.get(stage, 0.0)
+    return {"device": device, "host": host}
+
+
+def zero_communication(n_params: int, n_devices: int, stage: str, weight_bytes: int = 2) -> dict[str, float]:
+    """Bytes each device sends per optimizer step over the network, and over PCIe to and from the host.
+
+    A ring all-reduce of the gradients (plain data parallelism) is a reduce-scatter plus an all-gather: each
+    device sends 2 (N - 1) / N Psi values. Stages 1 and 2 do the same two halves (reduce-scatter the gradients,
+    all-gather the updated weights): no more traffic. Stage 3 gathers the weights twice (forward and backward)
+    and reduce-scatters the gradients: 3 (N - 1) / N Psi, 1.5 times as much. Offload adds the gradient shard down
+    to the host and the updated weight shard back up, every step.
+    """
+    if stage not in ZERO_STAGES:
+        raise ValueError(f"stage must be one of {ZERO_STAGES}, found {stage!r}")
+    ring = (n_devices - 1) / n_devices * float(n_params) * weight_bytes
+    network = 3 * ring if stage.startswith("zero3") else 2 * ring
+    pcie = 2 * float(n_params) / n_devices * weight_bytes if stage.endswith("offload") else 0.0
+    return {"network": network, "pcie": pcie}
 
 
 def optimizer_state_bytes(optimizer) -> int:

@@ -92,6 +92,23 @@ def smollm2_135m_config(vocab_size: int = 49152) -> LlamaConfig:
     )
 
 
+LLAMA_SHAPES = {  # published shapes of two well-known models, for counting (on the meta device) and memory tables
+    "Llama-2-7B": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=32, vocab_size=32000, tie_word_embeddings=False),
+    "Llama-2-70B": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                        num_key_value_heads=8, vocab_size=32000, tie_word_embeddings=False),
+}  # fmt: skip
+
+
+def count_llama_parameters(name: str) -> tuple[LlamaConfig, int]:
+    """(config, parameter count) of a shape in LLAMA_SHAPES, built on the meta device: shapes, no memory."""
+    if name not in LLAMA_SHAPES:
+        raise ValueError(f"name must be one of {list(LLAMA_SHAPES)}, found {name!r}")
+    config = LlamaConfig(**LLAMA_SHAPES[name])
+    with torch.device("meta"):
+        return config, count_parameters(LlamaForCausalLM(config))
+
+
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of (trainable) parameters, counting tied weights once."""
     seen, total = set(), 0
