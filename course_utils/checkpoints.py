@@ -219,3 +219,34 @@ def small_model_source(kind: str = "base") -> str:
 def is_instruct_fallback(source: str, kind: str = "base") -> bool:
     """Whether small_model_source(kind) gave the instruct model where a base model was asked for."""
     return kind == "base" and source != SMOL_IDS["base"]
+
+
+# Week 1's continued pretraining (section 8a, tiny profile): the base model trained further on the healer's notes.
+CPT_TRAIN = TrainConfig(steps=120, batch_size=16, lr=5e-4, warmup_steps=10, eval_every=0, seed=0, precision="fp32")
+
+
+def tiny_cpt_key(train: TrainConfig = CPT_TRAIN) -> str:
+    """Cache key: the continued-pretraining config, the base model's key and the domain corpus."""
+    return cache_key("tiny-cpt", asdict(train), tiny_base_key(), data_files=("domain_train.jsonl",))
+
+
+def tiny_cpt_dir(train: TrainConfig = CPT_TRAIN, trained: tuple | None = None) -> Path:
+    """The cached continued-pretrained model: the tiny base trained on domain_train.jsonl (about 1-4 min on 2 cores).
+
+    The recipe is week 1's section 8a in the tiny profile with seed 0 (steps, batch, rate, warm-up); week 1 does not
+    save through this function (its run keeps the model in memory only), so the first call trains its own copy.
+    trained: (model, tokenizer, history) already trained by exactly this config from the cached base; saved instead.
+    """
+
+    def build() -> tuple:
+        model, tokenizer = load_tiny_base()
+        blocks = pack_texts(texts("domain_train.jsonl"), tokenizer, BLOCK_SIZE)
+        return model, tokenizer, train_causal_lm(model, blocks, train, progress=False)
+
+    return cached_checkpoint(tiny_cpt_key(train), build, trained, "the tiny continued-pretrained model")
+
+
+def load_tiny_cpt(train: TrainConfig = CPT_TRAIN):
+    """(model, tokenizer) of the cached continued-pretrained model, in eval mode."""
+    path = tiny_cpt_dir(train)
+    return load_model(path).eval(), load_tokenizer(path)

@@ -496,3 +496,68 @@ def tiny_ppo_dir(settings: PPOSettings = PPO_SETTINGS, trained: tuple | None = N
 def load_tiny_ppo(settings: PPOSettings = PPO_SETTINGS):
     """(PPO policy, tokenizer) from the cache, in eval mode."""
     return load_policy(tiny_ppo_dir(settings))
+
+
+# ------------------------------------------------------------------------------------------------------ RLOO
+
+
+def rloo_config(output_dir: str | Path, settings: PPOSettings = PPO_SETTINGS, **overrides):
+    """TRL's RLOOConfig as week 3 sets it: as many responses in all as PPO's run, 4 per prompt, the same KL weight."""
+    from trl import RLOOConfig
+
+    values = dict(
+        output_dir=str(output_dir),
+        max_steps=2 * settings.iterations,  # one gradient step per batch of responses
+        per_device_train_batch_size=settings.batch_size // 2,  # 16 responses per step: as many in all as PPO's
+        num_generations=4,  # k responses per prompt: 4 prompts x 4 answers per step
+        max_completion_length=settings.max_new_tokens,
+        temperature=1.0,
+        top_k=0,  # plain sampling, as our rollouts
+        beta=settings.kl_coef,  # the KL coefficient
+        learning_rate=settings.lr,
+        bf16=settings.precision == "bf16",
+        fp16=settings.precision == "fp16",
+        activation_checkpointing=False,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        seed=settings.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+    )
+    values.update(overrides)
+    return RLOOConfig(**values)
+
+
+def tiny_rloo_key(settings: PPOSettings = PPO_SETTINGS) -> str:
+    return cache_key("tiny-rloo", asdict(settings), tiny_reward_key(), data_files=("preference_train.jsonl",))
+
+
+def tiny_rloo_dir(settings: PPOSettings = PPO_SETTINGS, trained: tuple | None = None) -> Path:
+    """The cached RLOO policy: TRL's RLOOTrainer on week 3's policy and reward model (about 20 s on 2 cores).
+
+    The recipe is week 3's RLOO run in the tiny profile (``rloo_config``); week 3 does not save through this function
+    (its run discards the policy), so the first call trains its own copy. trained: (policy, tokenizer, trainer)
+    already trained by exactly this recipe; saved instead.
+    """
+
+    def train() -> tuple:
+        from trl import RLOOTrainer
+
+        policy, tokenizer = load_policy(tiny_chatty_sft_dir())
+        reward_model, _ = load_tiny_reward_model()
+        prompts = [{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in read_jsonl("preference_train.jsonl")]
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = RLOOTrainer(model=policy.requires_grad_(True), reward_funcs=reward_model,
+                                  args=rloo_config(tmp, settings), train_dataset=datasets.Dataset.from_list(prompts),
+                                  processing_class=tokenizer, reward_processing_classes=tokenizer)  # fmt: skip
+            trainer.train()
+        return trainer.model.eval(), tokenizer, trainer_history(trainer)
+
+    return cached_checkpoint(tiny_rloo_key(settings), train, trained, "the tiny RLOO policy")
+
+
+def load_tiny_rloo(settings: PPOSettings = PPO_SETTINGS):
+    """(RLOO policy, tokenizer) from the cache, in eval mode."""
+    return load_policy(tiny_rloo_dir(settings))
