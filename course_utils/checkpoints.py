@@ -233,8 +233,8 @@ def tiny_cpt_key(train: TrainConfig = CPT_TRAIN) -> str:
 def tiny_cpt_dir(train: TrainConfig = CPT_TRAIN, trained: tuple | None = None) -> Path:
     """The cached continued-pretrained model: the tiny base trained on domain_train.jsonl (about 1-4 min on 2 cores).
 
-    The recipe is week 1's section 8a in the tiny profile with seed 0 (steps, batch, rate, warm-up); week 1 does not
-    save through this function (its run keeps the model in memory only), so the first call trains its own copy.
+    The recipe is week 1's section 8a in the tiny profile with seed 0 (steps, batch, rate, warm-up); week 1's seed-0
+    run saves through this function.
     trained: (model, tokenizer, history) already trained by exactly this config from the cached base; saved instead.
     """
 

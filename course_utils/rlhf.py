@@ -537,9 +537,8 @@ def tiny_rloo_key(settings: PPOSettings = PPO_SETTINGS) -> str:
 def tiny_rloo_dir(settings: PPOSettings = PPO_SETTINGS, trained: tuple | None = None) -> Path:
     """The cached RLOO policy: TRL's RLOOTrainer on week 3's policy and reward model (about 20 s on 2 cores).
 
-    The recipe is week 3's RLOO run in the tiny profile (``rloo_config``); week 3 does not save through this function
-    (its run discards the policy), so the first call trains its own copy. trained: (policy, tokenizer, trainer)
-    already trained by exactly this recipe; saved instead.
+    The recipe is week 3's RLOO run in the tiny profile (``rloo_config``); week 3's seed-0 run saves through this
+    function. trained: (policy, tokenizer, trainer) already trained by exactly this recipe; saved instead.
     """
 
     def train() -> tuple:

@@ -35,10 +35,10 @@ def test_writes_every_metric(m):
 
 
 def test_perplexity_and_rouge_match_their_references(m):
-    assert m["ppl_matches_loss_abs_diff"] <= 1e-6  # measured 0.0 (seeds 0-1: the same cached model)
+    assert m["ppl_matches_loss_abs_diff"] <= 1e-6  # measured 0.0 (seeds 0-3: the same cached model)
     assert m["rougeL_matches_library_abs_diff"] <= 1e-6  # measured 0.0
     assert m["em_normalized"] >= m["em_raw"]  # true by construction
-    # "the wrong answer scores the highest ROUGE-L": measured 0.75 against 0.57 (the same people on every seed)
+    # "the wrong answer scores the highest ROUGE-L": measured 0.75 against 0.20 for the right paraphrase (seeds 0-3)
     assert m["rougeL_wrong_answer"] > m["rougeL_right_paraphrase"]
 
 
@@ -57,7 +57,7 @@ def test_scoreboard(m):
 def test_confidence_intervals(m):
     low, high = m["ppo_ci"]
     assert low <= m["ppo_win_rate"] <= high and m["ci_contains_estimate"]
-    # 20 prompts give a wider interval than 160: measured widths 0.40 and 0.13 (seed 0)
+    # 20 prompts give a wider interval than 160: measured widths 0.40 and 0.125-0.134 (seeds 0-3)
     assert m["ci_width_20"] > 1.5 * m["ci_width_full"]
     # "int8 is not distinguishable from SFT": measured 160 of 160 answers identical, CI [0.5, 0.5]
     assert m["int8_indistinguishable"]
@@ -73,7 +73,8 @@ def test_judge_is_measured_honestly(m):
 def test_contamination_is_detected_and_inflates_exact_match(m):
     assert m["contamination_detected"]
     assert m["contamination_by_file"]["instruct_raw.jsonl"] >= 25  # the 25 planted leaks of data/manifest.json
-    # leaked rows against clean rows of the same split, same model: measured 0.73 vs 0.37 (seed 0), 0.60 vs 0.33 (seed 1)
+    # leaked rows against clean rows of the same split, same model: measured 0.60-0.80 vs 0.27-0.40 (seeds 0-3),
+    # differences 0.27-0.53
     assert m["contaminated_em"] > m["clean_em"] + 0.15
     assert m["reported_em_with_leak"] > m["sft_em_heldout_task"]
 
@@ -110,22 +111,24 @@ def test_forgetting_and_what_the_scoreboard_says(m):
 
 
 def test_challenge_and_budget(m):
-    # "the baseline scores below the fully trained assistant": measured 0.425 (63 steps, seed 0), 0.45 (68 steps, seed 1)
-    # against 0.575
-    # 60 CPU seconds bought 63-68 steps on a loaded machine but all 240 (= week 2's SFT, 0.575) on 2 idle cores:
-    # the budget is now 20 CPU seconds (about 85 steps idle). "Part-way through the schedule, below the assistant":
+    # "the baseline scores below the fully trained assistant": measured 0.475-0.508 after 94-108 steps (seeds 0-3,
+    # 2 idle cores) against 0.575. A faster machine buys more of week 2's 240 steps and the two scores draw closer
+    # (60 CPU seconds bought all 240 on idle cores, hence the 20-second budget): "part-way through the schedule"
     assert 0 <= m["challenge_baseline_score"] <= board(m)["SFT"]["exact_match"] + 0.05
     if m["challenge_baseline_steps"] < 200:
         assert m["challenge_baseline_score"] < board(m)["SFT"]["exact_match"]
-    # time is reported by the runner (`make course`), never asserted: measured 273-372 s with other jobs on the
-    # same 2 cores (load average about 4); the 3-minute budget on idle cores is not yet verified
-    assert m["peak_mem_bytes"] < 4e9  # budget 4 GB; measured 0.85 GiB (seeds 0-1)
+    # time is reported by the runner (`make course`), never asserted: measured 43-48 s on 2 idle cores (seeds 0-3),
+    # within the 3-minute budget; 273-372 s beside other jobs (load about 4)
+    assert m["peak_mem_bytes"] < 4e9  # budget 4 GB; measured 0.83-0.85 GiB (seeds 0-3)
 
 
 def test_solutions():
     s = executed("07_evaluation_solutions.ipynb").metrics
     assert s["rouge_n_matches_library_abs_diff"] <= 1e-6
     assert s["em_delta_ci"][0] <= s["em_delta_lora_sft"] <= s["em_delta_ci"][1]
-    # the stretch entry is not yet a reliable win: measured 0.400 vs 0.358 (seed 1), 0.483 vs 0.483 (seed 0)
-    assert s["challenge_entry_score"] >= s["challenge_baseline_score"] - 0.1
-    assert s["peak_mem_bytes"] < 4e9  # measured 0.74 GiB
+    # "about 1.3-1.6 times as many steps": measured 141-160 against 94-112 (seeds 0-3), ratios 1.26-1.60
+    assert s["challenge_entry_steps"] > 1.1 * s["challenge_baseline_steps"]
+    # "ours won five, tied one and lost two" of eight runs (seeds 0-3, twice): entry 0.475-0.517, baseline
+    # 0.442-0.542, entry - baseline from -0.034 to +0.058; the gain is within seed noise, so only a collapse fails
+    assert s["challenge_entry_score"] >= s["challenge_baseline_score"] - 0.08
+    assert s["peak_mem_bytes"] < 4e9  # measured 0.74-0.75 GiB (seeds 0-3)
