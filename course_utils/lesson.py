@@ -45,7 +45,7 @@ class Run:
         if show:
             for key, value in self.metrics.items():
                 if not isinstance(value, (dict, list)):
-                    print(f"{key:>32}: {round(value, 4) if isinstance(value, float) else value}")
+                    print(f"{key:>32}: {f'{value:.6g}' if isinstance(value, float) else value}")  # 1.2e-07, not 0.0
             print(f"\nfinished in {self.metrics['wall_s']:.0f} s, peak memory "
                   f"{self.metrics['peak_mem_bytes'] / 2**30:.2f} GiB; wrote {path}")  # fmt: skip
         return path
