@@ -27,9 +27,16 @@ in ``tools/`` beside the package; nothing here imports them.
 """
 
 import logging
+import warnings
 
-# bitsandbytes (imported by peft and trl) warns on CPUs with AVX512-BF16 that an optional kernel from the
-# Hub is missing; it falls back to its own code, and the warning would be a learner's first output.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# bitsandbytes 0.50 (imported by peft and trl) logs two harmless warnings on a CPU: at import, that an optional
+# kernel from the Hub is missing (it falls back to its own code; this would be a learner's first output), and at
+# every int8 matmul, that inputs are cast to fp16 inside its int8 layer. Quiet them wherever course_utils is imported
+# first (a notebook that needs bitsandbytes itself imports it after course_utils).
+for _name in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+# peft and TRL still call a transformers method that transformers 5 renamed; the FutureWarning is theirs to fix and
+# nothing a learner can act on.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
 
 __version__ = "0.1.0"

@@ -11,15 +11,9 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
-
-# bitsandbytes 0.50 on a CPU logs two harmless warnings: at import (an optional kernels package is missing, its own
-# kernels are used instead) and at every int8 matmul (inputs are cast to fp16 inside its int8 layer). Quiet them.
-for _name in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 def _blocks(x: torch.Tensor, block_size: int | None) -> torch.Tensor:

@@ -83,7 +83,7 @@ def test_facts_of_probe_people_are_extracted(m):
     # the facts come from pretraining. measured (seeds 0-3): mean of town, job, pet 0.58-0.66
     facts = [m["sft_accuracy_by_task"][t] for t in ("fact_town", "fact_job", "fact_pet")]
     assert sum(facts) / 3 >= 0.35
-    assert min(m["probe_cloze_accuracy_base"].values()) >= 0.8  # the base model knows them (measured 1.0)
+    assert min(m["probe_cloze_accuracy_base"].values()) >= 0.8  # the base model knows them (measured 0.9-1.0)
 
 
 def test_mask_matches_trl(m):
@@ -124,7 +124,8 @@ def test_memory_budget(m):
 def test_solutions_notebook():
     s = executed("02_instruction_tuning_solutions.ipynb").metrics
     assert s["near_dup_flagged"] >= s["near_dup_rows"] > 0  # every near duplicate flagged (asserted in the notebook)
-    # measured (seeds 0-3): assistant-only 0.59-0.66 vs loss on every token 0.32-0.34 after 100 steps
+    # measured (seeds 0-3): assistant-only 0.59-0.66 vs loss on every token 0.32-0.34 after 100 steps; seed 0 in a
+    # fresh-clone CI run on 2026-11-26: 0.62 vs 0.23
     assert s["acc_assistant_only"] >= s["acc_full_loss"] + 0.1
     # measured (seeds 0-3): subtraction 0.10 -> 0.30-0.53 (asserted in the notebook too)
     assert s["subtract_acc_after"] > s["subtract_acc_before"]
