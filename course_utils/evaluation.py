@@ -135,7 +135,7 @@ def judge_margins(
     """Per pair, log p("A") - log p("B") for the judge's first reply token after JUDGE_TEMPLATE (rendered with the
     chat template if chat): positive means it prefers answer A. No generation: the two replies are scored, so a verdict
     is always one of the two. Prompts go through the model in left-padded batches."""
-    from course_utils.rlhf import position_ids
+    from course_utils.ppo import position_ids
 
     if not len(questions) == len(answers_a) == len(answers_b):
         raise ValueError(f"expected equal lengths, found {len(questions)}, {len(answers_a)} and {len(answers_b)}")
@@ -238,7 +238,7 @@ def course_checkpoints() -> dict:
     from course_utils.dpo import load_tiny_dpo
     from course_utils.models import load_tokenizer
     from course_utils.quantize import load_quantized
-    from course_utils.rlhf import load_tiny_ppo, load_tiny_rloo
+    from course_utils.ppo import load_tiny_ppo, load_tiny_rloo
     from course_utils.sft import load_tiny_sft, tiny_sft_dir
 
     def quantized(form: str):

@@ -18,7 +18,7 @@ from course_utils.evaluation import (
     pairwise_outcomes,
     rouge_l,
 )
-from course_utils.rlhf import PPO_SETTINGS, tiny_ppo_key, tiny_rloo_key
+from course_utils.ppo import PPO_SETTINGS, tiny_ppo_key, tiny_rloo_key
 from rouge_score import rouge_scorer
 
 PAIRS = [

@@ -1,4 +1,4 @@
-"""course_utils.rlhf: the PPO pieces against plain definitions, the pairs from rankings, and the cache keys."""
+"""course_utils.rlhf and course_utils.ppo: the PPO pieces against plain definitions, the pairs from rankings, and the cache keys."""
 
 import dataclasses
 import math
@@ -7,21 +7,18 @@ import pytest
 import torch
 from course_utils.data import read_jsonl
 from course_utils.labeller import judge
-from course_utils.rlhf import (
+from course_utils.ppo import (
     PPO_SETTINGS,
-    REWARD_RECIPE,
     PPOSettings,
-    chatty_rows,
     gae,
     policy_loss,
     position_ids,
-    preference_pairs,
-    ranking_pairs,
     tiny_ppo_key,
-    tiny_reward_key,
+    token_logprobs,
     value_loss,
     whiten,
 )
+from course_utils.rlhf import REWARD_RECIPE, chatty_rows, preference_pairs, ranking_pairs, tiny_reward_key
 
 
 def test_a_ranking_of_four_distinct_scores_gives_six_pairs():
@@ -103,6 +100,24 @@ def test_whiten_and_positions():
     w = whiten(torch.tensor([[1.0, 2.0, 3.0, 99.0]]), mask)
     assert w[0, 3] == 0 and abs(w[0, :3].mean().item()) < 1e-6
     assert position_ids(torch.tensor([[0, 0, 1, 1, 1]])).tolist() == [[0, 0, 0, 1, 2]]
+
+
+def test_token_logprobs_score_the_distribution_that_was_sampled():
+    class Logits(torch.nn.Module):  # a "model" whose logits are fixed: the vocabulary's log-probs depend on T only
+        def __init__(self, logits):
+            super().__init__()
+            self.table = logits
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None):
+            return type("Out", (), {"logits": self.table.expand(len(input_ids), -1, -1)})()
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 6, 10)
+    sequences = torch.randint(10, (2, 6))
+    for temperature in (1.0, 0.7, 1.5):
+        got = token_logprobs(Logits(logits), sequences, torch.ones_like(sequences), 2, temperature=temperature)
+        want = torch.log_softmax(logits[:, 1:-1] / temperature, -1).expand(2, -1, -1)
+        assert torch.allclose(got, want.gather(-1, sequences[:, 2:, None]).squeeze(-1))
 
 
 def test_settings_refuse_a_ragged_minibatch():
