@@ -32,8 +32,10 @@ test: lint
 
 # JupyterLab opens working copies in lab/ (ignored by git), made once: opening or saving a lesson never
 # changes the tracked notebook, so `git pull` brings new lessons without conflicts. Delete lab/X to reset X.
+# The lab's settings overrides turn off JupyterLab's "fetch official Jupyter news?" prompt (offline it can only fail).
 lab: setup
-	mkdir -p lab
+	mkdir -p lab $(VENV)/share/jupyter/lab/settings
+	cp tools/jupyterlab_overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	for f in notebooks/*.ipynb; do test -e lab/$$(basename $$f) || cp $$f lab/; done
 	$(VENV)/bin/jupyter lab $$(test "$$(id -u)" = 0 && echo --allow-root) lab/
 

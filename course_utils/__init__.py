@@ -11,7 +11,8 @@ Import what you need explicitly, e.g. ``from course_utils.metrics import exact_m
 * checkpoints: the cached tokenizer, tiny base model and offline SmolLM2, one builder each
 * training: the tiny-model training loop
 * sft: the tiny SFT model (TRL), chat-prompt generation, accuracy per group
-* rlhf: week 3's chatty SFT start, reward model and PPO policy, and the PPO pieces
+* rlhf: week 3's chatty SFT start and reward model
+* ppo: week 3's PPO written out, TRL's RLOO, and their cached policies
 * dpo: week 4's DPO policy (TRL's DPOTrainer), cached
 * adapters: new task types for the SFT model, the LoRA recipe (peft), the cached LoRA adapters
 * metrics: loss, perplexity, exact match, answer choices, the fact probe
@@ -29,6 +30,8 @@ in ``tools/`` beside the package; nothing here imports them.
 import logging
 import warnings
 
+from transformers.utils import logging as _transformers_logging
+
 # bitsandbytes 0.50 (imported by peft and trl) logs two harmless warnings on a CPU: at import, that an optional
 # kernel from the Hub is missing (it falls back to its own code; this would be a learner's first output), and at
 # every int8 matmul, that inputs are cast to fp16 inside its int8 layer. Quiet them wherever course_utils is imported
@@ -38,5 +41,9 @@ for _name in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions
 # peft and TRL still call a transformers method that transformers 5 renamed; the FutureWarning is theirs to fix and
 # nothing a learner can act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+
+# transformers draws a bar for every checkpoint it loads ("Loading weights") or saves ("Writing model shards"): a
+# second each, dozens per lesson. Off; the training bars (the Trainer's own callbacks) are not these and stay.
+_transformers_logging.disable_progress_bar()
 
 __version__ = "0.1.0"

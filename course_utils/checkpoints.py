@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,9 +116,12 @@ def cached_checkpoint(key: str, train: Callable[[], tuple], trained: tuple | Non
     """
 
     def build(out: Path) -> None:
+        started = time.perf_counter()
         if trained is None:
-            print(f"building {label} into the cache...")
+            print(f"building {label} into the cache (once: later runs load it)...", flush=True)
         model, tokenizer, history = trained or train()
+        if trained is None:
+            print(f"built {label} in {time.perf_counter() - started:.0f} s")
         if hasattr(history, "state"):  # a Trainer: keep its loss curve
             history = trainer_history(history)
         save_checkpoint(out, model, tokenizer, history)

@@ -18,7 +18,7 @@ from course_utils.checkpoints import cache_key, cached_checkpoint, trainer_histo
 from course_utils.data import read_jsonl
 from course_utils.env import check_precision
 from course_utils.rlhf import load_policy, preference_pairs, tiny_chatty_sft_dir, tiny_chatty_sft_key
-from course_utils.training import trainer_arguments
+from course_utils.training import trainer_arguments, without_log_lines
 from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
@@ -65,7 +65,7 @@ def train_dpo(model, reference, tokenizer: PreTrainedTokenizerBase, pairs: list[
         train_dataset=datasets.Dataset.from_list(pairs),
         processing_class=tokenizer,
     )
-    trainer.train()
+    without_log_lines(trainer).train()
     model.eval()
     return trainer
 

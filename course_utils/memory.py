@@ -80,18 +80,25 @@ class ParamBytes:
         return self.weights + self.gradients + self.optimizer + self.master
 
 
-NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes; 8-bit absmax per 64 weights; fp32 scale per 256 absmax
+NF4_BYTES = 0.5 + 4 / 64  # 4-bit codes, an fp32 absmax per 64 weights: bitsandbytes' default, the course's QLoRA run
+NF4_DOUBLE_QUANT_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # absmax in 8 bits, an fp32 scale per 256 of them (QLoRA paper)
 BYTES_PER_PARAM_METHODS = ("fp32_adam", "mixed_adam", "fp32_adam8bit", "mixed_adam8bit", "lora", "qlora")
 
 
-def bytes_per_param(method: str, trainable_fraction: float = 0.0) -> ParamBytes:
+def bytes_per_param(
+    method: str, trainable_fraction: float = 0.0, quantized_fraction: float | None = None, double_quant: bool = False
+) -> ParamBytes:
     """Model-state bytes per parameter of the model when training by method (activations come on top).
 
     * ``fp32_adam``: fp32 weights and gradients, AdamW's two fp32 moments: 4 + 4 + 8 = 16.
     * ``mixed_adam``: bf16 weights and gradients, fp32 moments and an fp32 master copy: 2 + 2 + 8 + 4 = 16.
     * ``fp32_adam8bit`` / ``mixed_adam8bit``: the moments in 8 bits (bitsandbytes' AdamW8bit): 10 either way.
-    * ``lora`` / ``qlora``: a frozen base in bf16 (2 bytes) or NF4 with double quantization (about 0.52 bytes);
-      adapters of trainable_fraction times the base's parameters, trained in fp32 (16 bytes each, as peft does).
+    * ``lora``: a frozen base in bf16 (2 bytes); adapters of trainable_fraction times the base's parameters,
+      trained in fp32 (16 bytes each, as peft does).
+    * ``qlora``: the same adapters on a base whose linear layers are NF4 (``NF4_BYTES``, or
+      ``NF4_DOUBLE_QUANT_BYTES`` with double_quant) while the embeddings, the output head and the norms stay in bf16,
+      as bitsandbytes leaves them: quantized_fraction is the share of parameters in the quantized linear layers
+      (``quantized_linear_fraction(config)``).
     """
     if method not in BYTES_PER_PARAM_METHODS:
         raise ValueError(f"method must be one of {BYTES_PER_PARAM_METHODS}, found {method!r}")
@@ -101,7 +108,14 @@ def bytes_per_param(method: str, trainable_fraction: float = 0.0) -> ParamBytes:
                 f"{method} needs the adapters' size as trainable_fraction in (0, 1), found {trainable_fraction}; "
                 "count it with lora_parameter_count(config, r) / n_params"
             )
-        base = 2.0 if method == "lora" else NF4_BYTES
+        base = 2.0
+        if method == "qlora":
+            if quantized_fraction is None or not 0 < quantized_fraction <= 1:
+                raise ValueError(
+                    f"qlora needs the share of parameters in quantized linear layers as quantized_fraction in (0, 1],"
+                    f" found {quantized_fraction}; count it with quantized_linear_fraction(config)"
+                )
+            base = qlora_base_bytes_per_param(quantized_fraction, double_quant)
         f = trainable_fraction
         return ParamBytes(weights=base + 4 * f, gradients=4 * f, optimizer=8 * f)
     low = method.startswith("mixed")
@@ -110,12 +124,36 @@ def bytes_per_param(method: str, trainable_fraction: float = 0.0) -> ParamBytes:
                       master=4.0 if low else 0.0)  # fmt: skip
 
 
-def lora_parameter_count(config, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj")) -> int:
-    """Parameters LoRA of rank r adds to a Llama config: r * (in + out) per target projection, in every layer."""
+def qlora_base_bytes_per_param(quantized_fraction: float, double_quant: bool = False) -> float:
+    """Bytes per parameter of a QLoRA base: its linear layers in NF4 (with or without double-quantized scales), the
+    rest (embeddings, output head, norms; 1 - quantized_fraction of the parameters) in bf16."""
+    nf4 = NF4_DOUBLE_QUANT_BYTES if double_quant else NF4_BYTES
+    return quantized_fraction * nf4 + (1 - quantized_fraction) * 2.0
+
+
+def projection_shapes(config) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each linear projection in one decoder layer of a Llama config."""
     d, inter = config.hidden_size, config.intermediate_size
     kv = config.num_key_value_heads * (d // config.num_attention_heads)  # grouped-query attention: narrower k, v
-    shapes = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
-              "gate_proj": (d, inter), "up_proj": (d, inter), "down_proj": (inter, d)}  # fmt: skip
+    return {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+            "gate_proj": (d, inter), "up_proj": (d, inter), "down_proj": (inter, d)}  # fmt: skip
+
+
+def quantized_linear_fraction(config) -> float:
+    """The share of a Llama's parameters in its decoder layers' linear projections: what a 4-bit load quantizes.
+
+    bitsandbytes (through transformers) quantizes those and keeps the embeddings, the output head and the norms in
+    16 bits: for Llama-2-7B that is about 0.26 B of its 6.7 B parameters.
+    """
+    linear = config.num_hidden_layers * sum(i * o for i, o in projection_shapes(config).values())
+    embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+    norms = (2 * config.num_hidden_layers + 1) * config.hidden_size
+    return linear / (linear + embeddings + norms)
+
+
+def lora_parameter_count(config, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj")) -> int:
+    """Parameters LoRA of rank r adds to a Llama config: r * (in + out) per target projection, in every layer."""
+    shapes = projection_shapes(config)
     unknown = [t for t in targets if t not in shapes]
     if unknown:
         raise ValueError(f"targets must be among {list(shapes)}, found {unknown}")
@@ -159,14 +197,17 @@ def zero_communication(n_params: int, n_devices: int, stage: str, weight_bytes: 
     A ring all-reduce of the gradients (plain data parallelism) is a reduce-scatter plus an all-gather: each
     device sends 2 (N - 1) / N Psi values. Stages 1 and 2 do the same two halves (reduce-scatter the gradients,
     all-gather the updated weights): no more traffic. Stage 3 gathers the weights twice (forward and backward)
-    and reduce-scatters the gradients: 3 (N - 1) / N Psi, 1.5 times as much. Offload adds the gradient shard down
-    to the host and the updated weight shard back up, every step.
+    and reduce-scatters the gradients: 3 (N - 1) / N Psi, 1.5 times as much. Over PCIe, ZeRO-2's offload sends
+    the gradient shard down to the host and the updated weight shard back up, every step; ZeRO-3's keeps the weight
+    shard on the host too, so it brings it up twice (for the forward and again for the backward pass) and sends
+    the gradient shard down: 3 Psi / N instead of 2 Psi / N.
     """
     if stage not in ZERO_STAGES:
         raise ValueError(f"stage must be one of {ZERO_STAGES}, found {stage!r}")
     ring = (n_devices - 1) / n_devices * float(n_params) * weight_bytes
     network = 3 * ring if stage.startswith("zero3") else 2 * ring
-    pcie = 2 * float(n_params) / n_devices * weight_bytes if stage.endswith("offload") else 0.0
+    shard = float(n_params) / n_devices * weight_bytes
+    pcie = {"zero2_offload": 2 * shard, "zero3_offload": 3 * shard}.get(stage, 0.0)
     return {"network": network, "pcie": pcie}
 
 

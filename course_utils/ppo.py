@@ -23,6 +23,7 @@ from course_utils.data import read_jsonl
 from course_utils.env import autocast, check_precision
 from course_utils.rlhf import load_policy, load_tiny_reward_model, reward_scores, tiny_chatty_sft_dir, tiny_reward_key
 from course_utils.sft import chat_prompts, end_of_turn_ids
+from course_utils.training import without_log_lines
 from tqdm.auto import tqdm
 
 
@@ -343,7 +344,7 @@ def tiny_rloo_dir(settings: PPOSettings = PPO_SETTINGS, trained: tuple | None = 
             trainer = RLOOTrainer(model=policy.requires_grad_(True), reward_funcs=reward_model,
                                   args=rloo_config(tmp, settings), train_dataset=datasets.Dataset.from_list(prompts),
                                   processing_class=tokenizer, reward_processing_classes=tokenizer)  # fmt: skip
-            trainer.train()
+            without_log_lines(trainer).train()
         return trainer.model.eval(), tokenizer, trainer_history(trainer)
 
     return cached_checkpoint(tiny_rloo_key(settings), train, trained, "the tiny RLOO policy")

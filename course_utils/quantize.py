@@ -44,9 +44,14 @@ def absmax_int8(x: torch.Tensor, block_size: int | None = None) -> Int8Tensor:
 
 
 def zeropoint_int8(x: torch.Tensor, block_size: int | None = None) -> Int8Tensor:
-    """Asymmetric: map each block's [min, max] onto [0, 255], so no code is wasted on a range the values never use."""
+    """Asymmetric: map each block's [min, max] onto [0, 255], so no code is wasted on a range the values never use.
+
+    The range is widened to include 0 ([min(x, 0), max(x, 0)], as PyTorch's observers and ONNX do), so the zero
+    point is a code in 0-255 that stands for exactly 0.0 even in a block whose values all have one sign.
+    """
     rows = _blocks(x.float(), block_size)
-    low, high = rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)
+    low = rows.amin(dim=1, keepdim=True).clamp(max=0)
+    high = rows.amax(dim=1, keepdim=True).clamp(min=0)
     scale = (high - low).clamp(min=1e-12) / 255
     zero = torch.round(-low / scale)
     codes = torch.round(rows / scale + zero).clamp(0, 255).to(torch.uint8)
@@ -64,9 +69,11 @@ def dequantize_int8(q: Int8Tensor) -> torch.Tensor:
 def nf4_levels() -> torch.Tensor:
     """The 16 NF4 levels: 8 positive and 7 negative quantiles of N(0, 1), plus an exact 0, scaled to [-1, 1].
 
-    The quantiles are taken at evenly spaced probabilities between 1 - offset and offset (offset = 0.9677, the
-    midpoint of the outermost quantile bins of 15 and 16 equal-probability bins), so each level stands for about
-    the same share of normally distributed weights. One extra positive level keeps 0 exact.
+    Each half is its own grid: the 8 positive levels are the quantiles at 8 evenly spaced probabilities from just
+    above 0.5 up to offset (0.9677, the midpoint of the two outermost bins of 15 and 16 equal-probability bins), the
+    7 negative ones at 7 evenly spaced probabilities from 1 - offset up to just below 0.5, a coarser step. So the
+    levels are not one equal-probability grid: the positive half is finer, which is what buys an exact 0 with an
+    even number (16) of codes.
     """
     offset = 0.9677083
     positive = torch.special.ndtri(torch.linspace(offset, 0.5, 9, dtype=torch.float64)[:-1])

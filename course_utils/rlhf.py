@@ -39,8 +39,9 @@ from course_utils.sft import (
     train_tiny_sft,
 )
 from course_utils.tokenizer import CHAT_TEMPLATE
-from course_utils.training import trainer_arguments
+from course_utils.training import trainer_arguments, without_log_lines
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 from trl import RewardConfig, RewardTrainer
 
 # The responses use words the tiny tokenizer spells letter by letter ("Ugh", "obviously"): a high rate, 3 passes.
@@ -148,9 +149,24 @@ def reward_config(output_dir: str | Path, recipe: RewardRecipe = REWARD_RECIPE, 
 
 
 def new_reward_model(backbone: str | Path, tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    """The backbone with a fresh scalar head (num_labels=1) that reads the last token of the text."""
+    """The backbone with a fresh scalar head (num_labels=1) that reads the last token of the text.
+
+    transformers reports the head's weight as missing from the checkpoint, in a box on stderr: it is the new head,
+    so that report is silenced and checked instead (any other missing or unexpected weight is an error).
+    """
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            backbone, num_labels=1, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith("lm_head")]  # the LM head is dropped
+    if set(info["missing_keys"]) != {"score.weight"} or unexpected:
+        raise RuntimeError(f"expected {backbone} to lack only the new head score.weight, found missing "
+                           f"{sorted(info['missing_keys'])} and unexpected {sorted(unexpected)}")  # fmt: skip
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token that is not padding
     return model
 
@@ -164,7 +180,7 @@ def train_reward_model(model, tokenizer, pairs: list[dict], config: RewardConfig
         eval_dataset=datasets.Dataset.from_list(eval_pairs) if eval_pairs else None,
         processing_class=tokenizer,
     )
-    trainer.train()
+    without_log_lines(trainer).train()
     model.eval()
     return trainer
 

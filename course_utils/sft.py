@@ -22,7 +22,7 @@ from course_utils.env import check_precision
 from course_utils.metrics import exact_match
 from course_utils.models import load_model, load_tokenizer
 from course_utils.tokenizer import IM_END
-from course_utils.training import trainer_arguments
+from course_utils.training import trainer_arguments, without_log_lines
 from transformers import PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
@@ -84,7 +84,7 @@ def train_sft(
 ) -> SFTTrainer:
     """Fine-tune model in place on instruction rows with TRL's SFTTrainer and config; return the trainer."""
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(rows), processing_class=tokenizer)
-    trainer.train()
+    without_log_lines(trainer).train()
     model.eval()
     return trainer
 
@@ -119,7 +119,7 @@ def tiny_sft_dir(recipe: SFTRecipe = SFT_RECIPE, trained: tuple | None = None) -
 
     def train() -> tuple:
         model, tokenizer = load_tiny_base()
-        return model, tokenizer, trainer_history(train_tiny_sft(model, tokenizer, recipe=recipe))
+        return model, tokenizer, trainer_history(train_tiny_sft(model, tokenizer, recipe=recipe, disable_tqdm=True))
 
     return cached_checkpoint(tiny_sft_key(recipe), train, trained, "the tiny SFT model")
 

@@ -99,6 +99,19 @@ def train_causal_lm(
     return history
 
 
+def without_log_lines(trainer):
+    """trainer, made silent when its arguments ask for no progress bar (``disable_tqdm=True``).
+
+    transformers then prints every log dictionary instead of a bar: a cache build, or a loop that prints its own
+    line per run, wants neither.
+    """
+    from transformers.trainer_callback import PrinterCallback
+
+    if trainer.args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def trainer_arguments(output_dir, epochs: float, lr: float, batch_size: int, precision: str, seed: int) -> dict:
     """The arguments every TRL trainer of the course shares (SFTConfig, RewardConfig, ...), as a dict.
 
@@ -121,5 +134,5 @@ def trainer_arguments(output_dir, epochs: float, lr: float, batch_size: int, pre
         data_seed=seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,  # pinned host memory speeds up large host-to-GPU copies; ours are tiny
-        disable_tqdm=False,  # a progress bar (with True, the Trainer prints every log line instead)
+        disable_tqdm=False,  # a progress bar (True: none, and no log lines when the trainer goes through without_log_lines)
     )

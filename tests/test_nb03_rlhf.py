@@ -62,6 +62,13 @@ def test_labeller_prefers_ppo_over_sft(m):
     assert m["labeller_score_ppo"] > m["labeller_score_sft"]
 
 
+def test_cut_answers_are_counted_and_ppo_cuts_fewer(m):
+    # "about a fifth of the SFT model's samples run past 80; PPO's share falls": SFT 0.18 (the same model and
+    # sampling seed on every SEED); PPO 0.0 on seeds 0-3
+    assert 0.1 <= m["truncated_fraction_sft"] <= 0.3
+    assert m["truncated_fraction_ppo"] < 0.5 * m["truncated_fraction_sft"]
+
+
 def test_trl_rloo_raises_the_reward_too(m):
     # measured (seeds 0-3): reward +0.19 to +0.50 (PPO +0.35 to +1.29), KL 8.3-10.2 (PPO 3.2-4.5)
     assert m["trl_reward_after"] > m["ppo_reward_before"]

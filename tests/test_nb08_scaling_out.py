@@ -5,6 +5,8 @@ a margin from what seeds 0-3 measured (numbers in the comments). The launched ru
 order of floating-point sums, so most quantities came out the same on every seed.
 """
 
+import math
+
 import pytest
 from conftest import executed
 
@@ -29,12 +31,12 @@ def test_writes_every_metric(m):
 def test_bytes_per_parameter_and_the_big_models(m):
     b = m["bytes_per_param"]
     assert b["fp32_adam"] == b["mixed_adam"] == 16 and b["fp32_adam8bit"] == b["mixed_adam8bit"] == 10
-    assert 2 < b["lora"] < 2.1 and 0.5 < b["qlora"] < 0.6  # r = 8 on q, k, v, o of Llama-2-7B: 2.02 and 0.54
+    assert 2 < b["lora"] < 2.1 and 0.6 < b["qlora"] < 0.7  # r = 8 on q, k, v, o of Llama-2-7B: 2.02 and 0.64
     assert 2 < m["adam8bit_state_bytes_per_param"] < 2.15  # AdamW8bit as measured on the tiny model: 2.10
     # the prose's numbers: 7B 108 / 67 / 14 / 4 GB; 70B over 1.1 TB, about 14 GPUs of 80 GB
     s7, s70 = m["model_state_bytes"]["Llama-2-7B"], m["model_state_bytes"]["Llama-2-70B"]
     assert round(s7["fp32_adam"] / GB) == 108 and round(s7["mixed_adam8bit"] / GB) == 67
-    assert round(s7["lora"] / GB) == 14 and round(s7["qlora"] / GB) == 4
+    assert round(s7["lora"] / GB) == 14 and round(s7["qlora"] / GB) == 4 and round(s7["qlora"] / GB, 1) == 4.3
     assert 1100 < s70["mixed_adam"] / GB and round(s70["mixed_adam"] / 80e9) == 14
 
 
@@ -62,6 +64,9 @@ def test_ddp_on_two_processes_is_one_process_with_twice_the_batch(m):
     assert m["ddp_by_hand_loss_abs_diff"] < 1e-5 and m["ddp_by_hand_max_param_diff"] < 1e-5  # measured 0.0, 0.0
     assert m["ddp_losses"][-1] < 0.5 * m["ddp_losses"][0]  # "falls by more than half": measured x0.27-0.28
     assert len(m["ddp_losses"]) == len(m["single_losses"]) == 20
+    # "starts about twice ln 926, higher than a model that knows nothing": measured 14.5 against 6.83 on seed 0
+    assert m["uniform_loss"] == pytest.approx(math.log(926), rel=1e-6)
+    assert m["single_losses"][0] > 1.6 * m["uniform_loss"] and m["single_losses"][-1] < m["uniform_loss"]
 
 
 def test_fsdp2_shards_and_matches_ddp(m):

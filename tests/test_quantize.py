@@ -3,6 +3,7 @@
 import pytest
 import torch
 from course_utils.quantize import (
+    Int8Tensor,
     absmax_int8,
     dequantize_int8,
     double_quantize,
@@ -25,6 +26,20 @@ def test_zero_point_beats_absmax_on_a_skewed_tensor():
     x = torch.rand(4096) * 2 + 1  # all in [1, 3]: absmax wastes the negative half of its codes
     err = {f.__name__: (dequantize_int8(f(x)) - x).abs().mean() for f in (absmax_int8, zeropoint_int8)}
     assert err["zeropoint_int8"] < 0.6 * err["absmax_int8"]
+
+
+def test_zero_point_matches_pytorch_and_keeps_zero_exact_for_a_one_signed_tensor():
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    for x in (torch.rand(4096) * 2 + 1, -torch.rand(4096), torch.randn(4096)):  # positive, negative, both signs
+        q = zeropoint_int8(x)
+        observer = MinMaxObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+        observer(x)
+        scale, zero = observer.calculate_qparams()
+        assert torch.allclose(q.scale.flatten(), scale, rtol=1e-5) and q.zero.item() == zero.item()
+        assert 0 <= q.zero.item() <= 255
+        zeros = Int8Tensor(torch.full((1, 1), int(q.zero.item()), dtype=torch.uint8), q.scale, q.zero, (1,))
+        assert dequantize_int8(zeros).item() == 0.0  # the zero point is the code that stands for exactly 0.0
 
 
 def test_smaller_blocks_isolate_an_outlier():

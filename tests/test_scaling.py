@@ -12,11 +12,12 @@ from course_utils.memory import (
     ZERO_STAGES,
     bytes_per_param,
     lora_parameter_count,
+    quantized_linear_fraction,
     training_memory,
     zero_communication,
     zero_memory,
 )
-from course_utils.models import count_llama_parameters, count_parameters, smollm2_135m_config
+from course_utils.models import LLAMA_SHAPES, count_llama_parameters, count_parameters, smollm2_135m_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
@@ -28,10 +29,15 @@ def test_bytes_per_param_of_full_fine_tuning():
 
 
 def test_bytes_per_param_of_adapters():
-    lora, qlora = bytes_per_param("lora", 0.01), bytes_per_param("qlora", 0.01)
-    assert lora.total == pytest.approx(2 + 0.16) and qlora.total == pytest.approx(0.5 + 1 / 64 + 4 / 16384 + 0.16)
+    lora, qlora = bytes_per_param("lora", 0.01), bytes_per_param("qlora", 0.01, quantized_fraction=0.96)
+    assert lora.total == pytest.approx(2 + 0.16)
+    assert qlora.total == pytest.approx(0.96 * (0.5 + 4 / 64) + 0.04 * 2 + 0.16)  # fp32 absmax per 64 weights
+    double = bytes_per_param("qlora", 0.01, quantized_fraction=0.96, double_quant=True)
+    assert double.total == pytest.approx(0.96 * (0.5 + 1 / 64 + 4 / 16384) + 0.04 * 2 + 0.16)
+    with pytest.raises(ValueError, match="quantized_linear_fraction"):
+        bytes_per_param("qlora", 0.01)
     for method in BYTES_PER_PARAM_METHODS[:4]:
-        assert bytes_per_param(method).total > lora.total > qlora.total
+        assert bytes_per_param(method).total > lora.total > qlora.total > double.total
     with pytest.raises(ValueError, match="trainable_fraction"):
         bytes_per_param("lora")
     with pytest.raises(ValueError, match="method must be one of"):
@@ -142,3 +148,19 @@ def test_single_mode_trains_and_reports(tmp_path):
     assert result["world_size"] == 1 and result["by_hand_losses"] == []
     n = count_parameters(LlamaForCausalLM(config))
     assert result["param_bytes_per_rank"] == [4 * n] and result["optimizer_bytes_per_rank"] == [8 * n]
+
+
+def test_quantized_linear_fraction_counts_what_bitsandbytes_quantizes():
+    for name in LLAMA_SHAPES:
+        config, n_params = count_llama_parameters(name)
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config)
+        linear = sum(m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear))
+        assert quantized_linear_fraction(config) == pytest.approx(linear / n_params, rel=1e-9)
+    config, n_params = count_llama_parameters("Llama-2-7B")
+    assert 0.25e9 < (1 - quantized_linear_fraction(config)) * n_params < 0.27e9  # embeddings, head, norms in 16 bits
+
+
+def test_zero3_offload_brings_the_weight_shard_up_twice():
+    z2, z3 = (zero_communication(1e9, 8, s)["pcie"] for s in ("zero2_offload", "zero3_offload"))
+    assert z2 == 2 * 1e9 / 8 * 2 and z3 == 1.5 * z2
