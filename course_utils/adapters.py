@@ -8,6 +8,7 @@ favourite colours. Week 5 teaches them, with full fine-tuning and with adapters,
 * ``LoraRecipe`` / ``lora_config()`` / ``adapter_sft_config()``: peft's ``LoraConfig`` and TRL's ``SFTConfig`` for a
   recipe (week 5 shows both unwrapped).
 * ``train_adapter()``: TRL's ``SFTTrainer`` with a peft config (or none: full fine-tuning) for the recipe's steps.
+* ``StepTimer`` / ``seconds_per_step()``: the time of an optimizer step, without the trainer's start-up.
 * ``tiny_lora_dir()`` / ``load_tiny_lora()``: the tiny SFT model's LoRA adapter for a recipe, cached (one writer):
   ``LORA_RECIPE`` for both task types, ``TASK_ADAPTER_RECIPES`` one per task type (weeks 6 and 7 load them).
 * ``tiny_qlora_dir()`` / ``load_tiny_qlora()``: the same LoRA recipe trained on the tiny SFT model loaded in 4-bit
@@ -18,7 +19,9 @@ favourite colours. Week 5 teaches them, with full fine-tuning and with adapters,
 from __future__ import annotations
 
 import random
+import statistics
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,7 +34,8 @@ from course_utils.models import load_tokenizer
 from course_utils.quantize import load_quantized
 from course_utils.sft import SFTRecipe, load_tiny_sft, sft_config, sft_dataset, tiny_sft_dir, tiny_sft_key
 from peft import LoraConfig, PeftConfig, PeftModel
-from transformers import PreTrainedTokenizerBase, set_seed
+from transformers import PreTrainedTokenizerBase, TrainerCallback, set_seed
+from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 # peft 0.21 asks transformers 5 a deprecated question when it wraps a model, and warns (harmlessly) on every wrap.
@@ -131,20 +135,57 @@ def adapter_sft_config(output_dir: str | Path, recipe: LoraRecipe = LORA_RECIPE,
     return sft_config(output_dir, sft, max_steps=recipe.steps, **overrides)
 
 
+class StepTimer(TrainerCallback):
+    """Notes when training starts and when each optimizer step ends (train_adapter adds one to every trainer).
+
+    A short run's wall time is mostly the trainer's start-up (datasets, tokenising, the first steps); the time
+    between step ends, once the first few are over, is what a longer run of the same steps would cost per step.
+    """
+
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def seconds_per_step(self, skip: int = 5) -> float:
+        """Median seconds between step ends, leaving out the first skip steps (allocator and caches warming up)."""
+        steps = [b - a for a, b in zip(self.ends, self.ends[1:])][skip:]
+        if not steps:
+            raise ValueError(f"expected more than {skip} timed steps, found {len(self.ends) - 1}")
+        return statistics.median(steps)
+
+
+def seconds_per_step(trainer, skip: int = 5) -> float:
+    """Median seconds per optimizer step of trainer's finished run after its first skip steps (see StepTimer)."""
+    timers = [c for c in trainer.callback_handler.callbacks if isinstance(c, StepTimer)]
+    if not timers:
+        raise ValueError("this trainer ran without a StepTimer: pass callbacks=[StepTimer()] (train_adapter adds one)")
+    return timers[0].seconds_per_step(skip)
+
+
 def train_adapter(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     rows: list[dict],
     recipe: LoraRecipe = LORA_RECIPE,
     peft_config: PeftConfig | None = None,
+    quiet: bool = False,
     **overrides,
 ) -> SFTTrainer:
     """SFTTrainer on rows by recipe; with peft_config only the adapter trains, else every weight (full fine-tuning).
 
-    overrides go to adapter_sft_config (e.g. learning_rate=FULL_FT_LR). The trained model is ``trainer.model``
-    (a PeftModel wrapping model when peft_config is given), left in eval mode.
+    overrides go to adapter_sft_config (e.g. learning_rate=FULL_FT_LR). quiet: no progress bar and no log lines
+    (a cache build, or a loop that prints its own line per run). The trained model is ``trainer.model``
+    (a PeftModel wrapping model when peft_config is given), left in eval mode; ``seconds_per_step(trainer)`` times
+    its steps.
     """
     set_seed(recipe.seed)  # the adapter's random start must not depend on what ran before (peft draws it here)
+    if quiet:
+        overrides["disable_tqdm"] = True  # no bar; the Trainer then prints each log line, unless its printer goes
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SFTTrainer(
             model=model,
@@ -152,7 +193,10 @@ def train_adapter(
             train_dataset=sft_dataset(rows),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=[StepTimer()],
         )
+        if quiet:
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
     trainer.model.eval()
     return trainer
@@ -186,8 +230,7 @@ def _cached_adapter(key: str, load_base, recipe: LoraRecipe, trained: tuple | No
 
     def train() -> tuple:
         model, tokenizer = load_base()
-        trainer = train_adapter(model, tokenizer, new_task_rows(recipe.tasks), recipe, lora_config(recipe),
-                                disable_tqdm=True)  # fmt: skip
+        trainer = train_adapter(model, tokenizer, new_task_rows(recipe.tasks), recipe, lora_config(recipe), quiet=True)
         return trainer.model, tokenizer, trainer_history(trainer)
 
     return cached_checkpoint(key, train, trained, label)

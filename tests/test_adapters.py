@@ -114,7 +114,7 @@ def test_train_adapter_moves_only_the_adapter_and_repeats_itself():
     for _ in range(2):
         model = build_tiny_model(tokenizer, "w16", seed=0)
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        trainer = train_adapter(model, tokenizer, rows, recipe, lora_config(recipe), disable_tqdm=True)
+        trainer = train_adapter(model, tokenizer, rows, recipe, lora_config(recipe), quiet=True)
         after = trainer.model.state_dict()
         frozen = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in after.items()}
         assert all(torch.equal(before[k], frozen[k]) for k in before), "the base weights must not move"
@@ -122,3 +122,26 @@ def test_train_adapter_moves_only_the_adapter_and_repeats_itself():
         assert lora and all(v.abs().sum() > 0 for v in lora.values()), "B starts at zero and must have moved"
         runs.append(after)
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), "same recipe, same adapter"
+    from course_utils.adapters import StepTimer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    kinds = {type(c) for c in trainer.callback_handler.callbacks}
+    assert not kinds & {PrinterCallback, ProgressCallback}, "quiet: neither a progress bar nor log lines"
+    timer = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StepTimer))
+    assert len(timer.ends) == 1 + recipe.steps  # the start, then one mark per optimizer step
+
+
+def test_step_timer_leaves_out_the_first_steps_and_takes_the_median():
+    from types import SimpleNamespace
+
+    from course_utils.adapters import StepTimer, seconds_per_step
+
+    timer = StepTimer()
+    timer.ends = [0.0, 5.0, 5.1, 5.3, 5.4, 5.5, 9.5]  # a slow first step, then 0.1, 0.2, 0.1, 0.1 and one outlier
+    assert timer.seconds_per_step(skip=1) == pytest.approx(0.1)
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[object(), timer]))
+    assert seconds_per_step(trainer, skip=1) == timer.seconds_per_step(skip=1)
+    with pytest.raises(ValueError, match="more than 6 timed steps"):
+        timer.seconds_per_step(skip=6)
+    with pytest.raises(ValueError, match="without a StepTimer"):
+        seconds_per_step(SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[])))
