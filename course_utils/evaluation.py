@@ -108,7 +108,8 @@ def ngram_overlap(texts: list[str], train_texts: list[str], n: int = 8) -> list[
 
 
 def contaminated(texts: list[str], train_texts: list[str], n: int = 8, threshold: float = 0.8) -> list[bool]:
-    """Per text, whether at least threshold of its word n-grams appear in train_texts (GPT-3 used 13-grams)."""
+    """Per text, whether at least threshold of its word n-grams appear in train_texts: a coverage rule like Llama 2's
+    (which counts tokens covered by shared n-grams and flags 80% or more); GPT-3 flagged any one shared 13-gram."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], found {threshold}")
     return [overlap >= threshold for overlap in ngram_overlap(texts, train_texts, n)]
@@ -132,9 +133,11 @@ def judge_margins(
     chat: bool = True,
     batch_size: int = 32,
 ) -> list[float]:
-    """Per pair, log p("A") - log p("B") for the judge's first reply token after JUDGE_TEMPLATE (rendered with the
-    chat template if chat): positive means it prefers answer A. No generation: the two replies are scored, so a verdict
-    is always one of the two. Prompts go through the model in left-padded batches."""
+    """Per pair, log p("A") - log p("B") for the judge's reply after JUDGE_TEMPLATE (rendered with the chat template
+    if chat): positive means it prefers answer A. No generation: the two replies are scored, so a verdict is always one
+    of the two. The replies are tokenized as the judge would write them; where they share a first token (a byte-level
+    tokenizer may write the space the chat template puts before a reply as its own token), that token is appended to
+    every prompt and the verdict read at the next position. Prompts go through the model in left-padded batches."""
     from course_utils.ppo import position_ids
 
     if not len(questions) == len(answers_a) == len(answers_b):
@@ -143,20 +146,33 @@ def judge_margins(
     if chat:
         prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
                                                  tokenize=False) for p in prompts]  # fmt: skip
-    token_a, token_b = (tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in ("A", "B"))
+    reply_a, reply_b = (_reply_ids(tokenizer, c, chat) for c in ("A", "B"))
+    shared = next(k for k, (x, y) in enumerate(zip(reply_a, reply_b)) if x != y)  # tokens both replies start with
+    token_a, token_b = reply_a[shared], reply_b[shared]
     device = next(model.parameters()).device
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # the last position is every prompt's end
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     margins: list[float] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = enc.to(device)
-            logits = model(**enc, position_ids=position_ids(enc["attention_mask"])).logits[:, -1].float()  # (B, V)
-            logprobs = logits.log_softmax(-1)
-            margins += (logprobs[:, token_a] - logprobs[:, token_b]).tolist()
-    finally:
-        tokenizer.padding_side = side
+    for i in range(0, len(prompts), batch_size):
+        rows = [
+            tokenizer(p, add_special_tokens=False)["input_ids"] + reply_a[:shared] for p in prompts[i : i + batch_size]
+        ]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # left-padded: ends line up
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1].float()
+        logprobs = logits.log_softmax(-1)  # (B, V)
+        margins += (logprobs[:, token_a] - logprobs[:, token_b]).tolist()
     return margins
+
+
+def _reply_ids(tokenizer: PreTrainedTokenizerBase, reply: str, chat: bool) -> list[int]:
+    """The tokens of reply as the model would write it: after the chat template's cue for the assistant (which may
+    put a space before the reply), or as plain text."""
+    if not chat:
+        return tokenizer(reply, add_special_tokens=False)["input_ids"]
+    from course_utils.sft import chat_prompts
+
+    return _answer_tokens(tokenizer, "?", chat_prompts(tokenizer, ["?"])[0], reply)[1]
 
 
 # ------------------------------------------------------------------------------------------ efficiency challenge
@@ -227,18 +243,36 @@ def model_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+# Each checkpoint's starting point: what it was trained (or quantized) from. Its change is read against that row.
+STARTING_POINTS = {
+    "continued-pretrained": "base",
+    "SFT": "base",
+    "chatty SFT": "SFT",
+    "PPO": "chatty SFT",
+    "RLOO": "chatty SFT",
+    "DPO": "chatty SFT",
+    "LoRA": "SFT",
+    "QLoRA": "nf4",
+    "int8": "SFT",
+    "nf4": "SFT",
+}
+
+
 def course_checkpoints() -> dict:
     """Every checkpoint of the course in the order it was made: name -> a function returning (model, tokenizer).
 
     Each loader takes its checkpoint from the cache and builds it there first if it is missing (never by running a
-    notebook). int8 and nf4 are week 2's SFT model loaded through bitsandbytes (week 6).
+    notebook). "chatty SFT" is week 3's start (week 2's SFT model tuned on the preference data's correct answers),
+    from which PPO, RLOO and DPO were trained; int8 and nf4 are week 2's SFT model loaded through bitsandbytes
+    (week 6). STARTING_POINTS names each one's start.
     """
     from course_utils.adapters import load_tiny_lora, load_tiny_qlora
     from course_utils.checkpoints import load_tiny_base, load_tiny_cpt
     from course_utils.dpo import load_tiny_dpo
     from course_utils.models import load_tokenizer
-    from course_utils.quantize import load_quantized
     from course_utils.ppo import load_tiny_ppo, load_tiny_rloo
+    from course_utils.quantize import load_quantized
+    from course_utils.rlhf import load_policy, tiny_chatty_sft_dir
     from course_utils.sft import load_tiny_sft, tiny_sft_dir
 
     def quantized(form: str):
@@ -248,6 +282,7 @@ def course_checkpoints() -> dict:
         "base": load_tiny_base,
         "continued-pretrained": load_tiny_cpt,
         "SFT": load_tiny_sft,
+        "chatty SFT": lambda: load_policy(tiny_chatty_sft_dir()),
         "PPO": load_tiny_ppo,
         "RLOO": load_tiny_rloo,
         "DPO": load_tiny_dpo,
@@ -259,15 +294,15 @@ def course_checkpoints() -> dict:
 
 
 @torch.no_grad()
-def answer_perplexity(
+def answer_token_nlls(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     answers: list[str],
     batch_size: int = 32,
-) -> float:
-    """exp(mean negative log-probability of the reference answers' tokens), each answer after its prompt rendered by
-    the chat template: the perplexity of the answers an assistant should give, not of the questions."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token ids, negative log-probabilities), one of each per reference-answer token, every answer after its prompt
+    rendered by the chat template, up to and including the end of turn. Both 1-D, on the CPU."""
     from course_utils.sft import chat_prompts
 
     if len(prompts) != len(answers) or not prompts:
@@ -275,7 +310,7 @@ def answer_perplexity(
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rendered = chat_prompts(tokenizer, prompts)
-    total, count = 0.0, 0
+    ids_out, nlls = [], []
     for i in range(0, len(prompts), batch_size):
         pairs = [_answer_tokens(tokenizer, p, r, a) for p, r, a in
                  zip(prompts[i : i + batch_size], rendered[i : i + batch_size], answers[i : i + batch_size])]  # fmt: skip
@@ -291,9 +326,22 @@ def answer_perplexity(
         targets = labels[:, 1:]  # the prediction at t is for token t+1
         logprobs = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
         keep = targets != -100
-        total -= logprobs[keep].sum().item()
-        count += int(keep.sum())
-    return math.exp(total / count)
+        ids_out.append(targets[keep])
+        nlls.append(-logprobs[keep])
+    return torch.cat(ids_out), torch.cat(nlls)
+
+
+def answer_perplexity(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    answers: list[str],
+    batch_size: int = 32,
+) -> float:
+    """exp(mean negative log-probability of the reference answers' tokens), each answer after its prompt rendered by
+    the chat template: the perplexity of the answers an assistant should give, not of the questions."""
+    _, nlls = answer_token_nlls(model, tokenizer, prompts, answers, batch_size)
+    return math.exp(nlls.double().mean().item())
 
 
 def _answer_tokens(tokenizer, prompt: str, rendered: str, answer: str) -> tuple[list[int], list[int]]:
