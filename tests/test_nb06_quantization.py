@@ -87,14 +87,14 @@ def test_whole_model_size_and_quality(m):
 
 
 def test_nf4_below_fp32_is_noise_not_merit(m):
-    # "random noise of NF4's size moves the perplexity about as far as NF4, in the same direction: each draw within
-    # 2% of our NF4's"; "the softened fp32 model scores better than fp32 itself". Measured (this machine, 2026-12-02):
-    # fp32 4.966, our NF4 4.937 (-0.6%), noise 4.922-4.935, logits / 1.1: 4.917 (-1.0%)
+    # "random noise of NF4's size moves the perplexity about as far as NF4: each draw within 2% of our NF4's, some
+    # below fp32 and, on some seeds, one above"; "the softened fp32 model scores better than fp32 itself". Measured
+    # (AVX2 machine, 2026-12-02): fp32 4.966, our NF4 4.937 (-0.6%), logits / 1.1: 4.917 (-1.0%); noise seed 0
+    # 4.922-4.935, seed 1 4.930-4.996 (largest distance from NF4: 1.2%)
     f, noise = m["formats"], m["noise_like_nf4_ppl"]
     assert len(noise) == 3 and all(abs(p / f["nf4_scratch"]["ppl"] - 1) < 0.02 for p in noise)
-    fp32, nf4 = f["fp32"]["ppl"], f["nf4_scratch"]["ppl"]
-    assert all((p < fp32) == (nf4 < fp32) for p in noise)  # "in the same direction"
-    assert m["softened_fp32_ppl"] < fp32
+    assert any(p < f["fp32"]["ppl"] for p in noise)  # "some below fp32"
+    assert m["softened_fp32_ppl"] < f["fp32"]["ppl"]
 
 
 def test_qlora_base_of_7b_counts_16_bit_embeddings(m):
