@@ -33,9 +33,9 @@ from course_utils.env import check_precision
 from course_utils.models import load_tokenizer
 from course_utils.quantize import load_quantized
 from course_utils.sft import SFTRecipe, load_tiny_sft, sft_config, sft_dataset, tiny_sft_dir, tiny_sft_key
+from course_utils.training import without_log_lines
 from peft import LoraConfig, PeftConfig, PeftModel
 from transformers import PreTrainedTokenizerBase, TrainerCallback, set_seed
-from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 # peft 0.21 asks transformers 5 a deprecated question when it wraps a model, and warns (harmlessly) on every wrap.
@@ -185,7 +185,7 @@ def train_adapter(
     """
     set_seed(recipe.seed)  # the adapter's random start must not depend on what ran before (peft draws it here)
     if quiet:
-        overrides["disable_tqdm"] = True  # no bar; the Trainer then prints each log line, unless its printer goes
+        overrides["disable_tqdm"] = True  # no bar, and without_log_lines drops the log lines that would replace it
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SFTTrainer(
             model=model,
@@ -195,9 +195,7 @@ def train_adapter(
             peft_config=peft_config,
             callbacks=[StepTimer()],
         )
-        if quiet:
-            trainer.remove_callback(PrinterCallback)
-        trainer.train()
+        without_log_lines(trainer).train()
     trainer.model.eval()
     return trainer
 
